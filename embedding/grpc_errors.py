@@ -1,0 +1,101 @@
+"""The one mapping of `EmbeddingError` to gRPC statuses, applied by a server interceptor.
+
+Bad fields travel as google.rpc.BadRequest details as well as in the message, so gRPC
+clients (and the gateway) can name every bad field without parsing text. Any other
+exception is logged with its traceback and answered INTERNAL without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from embedding.errors import EmbeddingError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_CODE: dict[ErrorCode, grpc.StatusCode] = {
+    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.UNKNOWN_MODEL: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.INPUT_TOO_LONG: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.PROVIDER_RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.PROVIDER_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.PROVIDER_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorCode.PROVIDER_REJECTED: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.PROVIDER_FAILED: grpc.StatusCode.INTERNAL,
+    ErrorCode.QUEUE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.NOT_READY: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.MAX_DELIVERIES_EXCEEDED: grpc.StatusCode.INTERNAL,
+    ErrorCode.INVALID_JOB: grpc.StatusCode.INTERNAL,
+}
+
+#: Trailing metadata key telling clients when to retry, in whole seconds.
+RETRY_AFTER_KEY = "retry-after"
+
+
+def to_status(exc: EmbeddingError) -> status_pb2.Status:
+    """The rich google.rpc.Status for an error, with field violations as BadRequest."""
+    code = STATUS_BY_CODE[exc.code]
+    status = status_pb2.Status(code=code.value[0], message=exc.message)
+    if exc.violations:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in exc.violations
+                ]
+            )
+        )
+        status.details.append(detail)
+    return status
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+def _wrap(behavior: Handler, method: str) -> Handler:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except EmbeddingError as exc:
+            if exc.retry_after_s is not None:
+                context.set_trailing_metadata(
+                    ((RETRY_AFTER_KEY, str(max(1, round(exc.retry_after_s)))),)
+                )
+            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+        except Exception:
+            log.exception("unhandled error method=%s", method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    return guarded
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns `EmbeddingError`s raised by unary handlers into statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap(cast(Handler, handler.unary_unary), handler_call_details.method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

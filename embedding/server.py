@@ -1,0 +1,232 @@
+"""The gRPC Embedding Service: validates, enqueues and answers; embeds only for `Embed`.
+
+`create_server(settings)` builds a server bound to its port without running it, so tests
+bind port 0; `serve(settings)` runs one until SIGTERM or SIGINT, then stops gracefully:
+health goes NOT_SERVING, new calls are refused and calls in flight get `grace_s` to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from embedding.core import embed_texts
+from embedding.grpc_errors import ErrorInterceptor
+from embedding.jobs import JobQueue
+from embedding.keys import EmbeddingKeys
+from embedding.providers.registry import ProviderRegistry
+from embedding.settings import EmbeddingSettings
+from embedding.validation import validate_embed, validate_generate
+from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.redis_conn import connect
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
+HEALTH_INTERVAL_S = 2.0
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
+    """Translates RPCs into calls on the core; errors are mapped by ErrorInterceptor."""
+
+    def __init__(
+        self, settings: EmbeddingSettings, registry: ProviderRegistry, queue: JobQueue
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.queue = queue
+        self.callback_queue_pattern = re.compile(settings.callback_queue_pattern)
+
+    async def GenerateEmbeddings(
+        self, request: pb.GenerateEmbeddingsRequest, context: Context
+    ) -> pb.GenerateEmbeddingsResponse:
+        await validate_generate(
+            request,
+            registry=self.registry,
+            limits=self.settings.limits,
+            callback_queue_pattern=self.callback_queue_pattern,
+        )
+        request.model = self.registry.resolve_name(request.model)
+        accepted = await self.queue.enqueue(request)
+        log.info(
+            "job accepted job_id=%s task_id=%s tenant_id=%s document_id=%s chunks=%d "
+            "model=%s deduplicated=%s",
+            accepted.job_id,
+            request.task_id,
+            request.tenant_id,
+            request.document_id,
+            len(request.chunks),
+            request.model,
+            accepted.deduplicated,
+        )
+        accepted_time = Timestamp()
+        accepted_time.FromMilliseconds(accepted.accepted_ms)
+        return pb.GenerateEmbeddingsResponse(
+            job_id=accepted.job_id,
+            accepted_time=accepted_time,
+            task_id=request.task_id,
+            chunk_count=len(request.chunks),
+            deduplicated=accepted.deduplicated,
+        )
+
+    async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
+        await validate_embed(request, registry=self.registry, limits=self.settings.limits)
+        provider = self.registry.get(request.model)
+        dimensions = request.dimensions if request.HasField("dimensions") else None
+        normalize = request.normalize if request.HasField("normalize") else True
+        output = await embed_texts(
+            provider, list(request.inputs), dimensions=dimensions, normalize=normalize
+        )
+        return pb.EmbedResponse(
+            model=provider.spec.name,
+            dimensions=int(output.vectors.shape[1]),
+            embeddings=[
+                pb.Embedding(index=i, values=row) for i, row in enumerate(output.vectors.tolist())
+            ],
+            usage=pb.Usage(prompt_tokens=output.prompt_tokens, total_tokens=output.prompt_tokens),
+        )
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: Context
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[
+                pb.ModelInfo(
+                    name=p.spec.name,
+                    provider=p.spec.provider,
+                    dimensions=p.dimensions,
+                    max_input_tokens=p.spec.max_input_tokens,
+                    supports_dimensions=p.spec.supports_dimensions,
+                    is_default=p.spec.name == self.registry.default_model,
+                )
+                for p in self.registry
+            ]
+        )
+
+
+@dataclass
+class EmbeddingServer:
+    """A built server and what it owns; `start` and `stop` run it."""
+
+    grpc_server: grpc.aio.Server
+    port: int
+    settings: EmbeddingSettings
+    registry: ProviderRegistry
+    queue: JobQueue
+    health: health.aio.HealthServicer
+    owns_registry: bool = True
+    _monitor: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        """Serve; health turns SERVING once the models are loaded and Redis answers."""
+        await self.grpc_server.start()
+        self._monitor = asyncio.create_task(self._watch_readiness())
+        log.info(
+            "embedding server listening port=%d models=%s",
+            self.port,
+            ",".join(self.registry.served()),
+        )
+
+    async def _watch_readiness(self) -> None:
+        try:
+            await self.registry.load_all()
+        except Exception:
+            log.exception("loading models failed; staying NOT_SERVING")
+            return
+        serving: bool | None = None
+        while True:
+            try:
+                await self.queue.redis.ping()
+                await self.queue.ensure_group()
+                ready = self.registry.healthy()
+            except Exception as exc:
+                log.warning("redis not reachable error=%s", exc)
+                ready = False
+            if ready != serving:
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if ready
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in ("", SERVICE_NAME):
+                    await self.health.set(name, status)
+                log.info("health changed serving=%s", ready)
+                serving = ready
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Refuse new calls, give calls in flight `grace_s`, then release everything."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(self.settings.grace_s if grace_s is None else grace_s)
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        if self.owns_registry:
+            await self.registry.close_all()
+        await self.queue.redis.aclose()
+        log.info("embedding server stopped")
+
+
+async def create_server(
+    settings: EmbeddingSettings, *, registry: ProviderRegistry | None = None
+) -> tuple[EmbeddingServer, int]:
+    """Build (not start) a server bound to `settings.grpc_host:grpc_port` (0 = any free).
+
+    A `registry` passed in stays open when the server stops (its owner closes it).
+    """
+    owns_registry = registry is None
+    registry = registry or ProviderRegistry.from_settings(settings)
+    queue = JobQueue(
+        connect(settings.redis_url),
+        EmbeddingKeys(settings.key_prefix),
+        dedupe_ttl_s=settings.idempotency_ttl_s,
+    )
+    limit = settings.grpc_max_message_bytes
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ],
+    )
+    pb_grpc.add_EmbeddingServiceServicer_to_server(
+        EmbeddingServicer(settings, registry, queue), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
+    built = EmbeddingServer(server, port, settings, registry, queue, health_servicer, owns_registry)
+    return built, port
+
+
+async def serve(settings: EmbeddingSettings) -> None:
+    """Run a server until SIGTERM or SIGINT."""
+    server, _port = await create_server(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping embedding server grace_s=%.1f", settings.grace_s)
+    await server.stop()

@@ -1,0 +1,261 @@
+"""The embedding worker: job stream → batches → provider → callback, at least once.
+
+Many workers can run; each is one consumer of the `embedding-workers` group. A job is
+acknowledged only in the same atomic step that pushes its callback, so a worker killed at
+any point loses nothing: its jobs are claimed by another worker after `claim_idle_ms`.
+A job delivered more than `max_deliveries` times (it keeps killing workers) goes to the
+dead-letter stream with an error callback. Redelivered jobs are embedded one at a time so
+a poison job cannot take healthy ones down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from embedding.batching import Item, pack_batches
+from embedding.callbacks import error_callback, success_callback
+from embedding.core import embed_texts
+from embedding.errors import EmbeddingError, ErrorCode
+from embedding.jobs import Job, JobQueue, parse_entry
+from embedding.keys import WORKER_GROUP, EmbeddingKeys
+from embedding.providers.base import Vectors
+from embedding.providers.registry import ProviderRegistry
+from embedding.retry import RetryPolicy, call_with_retries
+from embedding.settings import EmbeddingSettings
+from embedpipe.redis_conn import RETRYABLE_ERRORS
+from embedpipe.streams import StreamConsumer, StreamEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _JobResult:
+    vectors: Vectors
+    prompt_tokens: int
+
+
+class EmbeddingWorker:
+    """One consumer of the job stream."""
+
+    def __init__(
+        self, settings: EmbeddingSettings, registry: ProviderRegistry, redis: aioredis.Redis
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        keys = EmbeddingKeys(settings.key_prefix)
+        self.queue = JobQueue(redis, keys, dedupe_ttl_s=settings.idempotency_ttl_s)
+        w = settings.worker
+        self.consumer = StreamConsumer(
+            redis,
+            stream=keys.jobs,
+            group=WORKER_GROUP,
+            consumer=w.consumer_name,
+            claim_idle_ms=w.claim_idle_ms,
+            read_count=w.read_count,
+            block_ms=w.block_ms,
+        )
+        self.retry = RetryPolicy(w.provider_max_retries, w.retry_base_s, w.retry_max_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the batch in hand is finished first."""
+        await self.consumer.ensure_group()
+        log.info(
+            "worker started consumer=%s stream=%s", self.consumer.consumer, self.consumer.stream
+        )
+        claim_every_s = self.settings.worker.claim_idle_ms / 2000
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                entries: list[StreamEntry] = []
+                if time.monotonic() >= next_claim:
+                    entries = await self.consumer.claim_stale()
+                    next_claim = time.monotonic() + claim_every_s
+                if not entries:
+                    entries = await self.consumer.read_new()
+                if entries:
+                    await self.process(entries)
+            except RETRYABLE_ERRORS as exc:
+                log.warning("redis unavailable, retrying in 1s error=%s", exc)
+                await asyncio.sleep(1.0)
+        log.info("worker stopped consumer=%s", self.consumer.consumer)
+
+    async def process(self, entries: Sequence[StreamEntry]) -> None:
+        """Embed and finish a set of entries read together."""
+        fresh: list[Job] = []
+        retried: list[Job] = []
+        for entry in entries:
+            try:
+                job = parse_entry(entry)
+            except EmbeddingError as exc:
+                await self._dead_letter_unreadable(entry, exc)
+                continue
+            if job.deliveries > self.settings.worker.max_deliveries:
+                await self._dead_letter(job)
+            elif job.deliveries > 1:
+                retried.append(job)
+            else:
+                fresh.append(job)
+        groups = ([fresh] if fresh else []) + [[job] for job in retried]
+        for group in groups:
+            try:
+                async with self.consumer.keep_alive([job.entry_id for job in group]):
+                    await self._embed_and_finish(group)
+            except RETRYABLE_ERRORS:
+                raise
+            except Exception:
+                # A bug or a crash inside the model: leave the jobs un-acked. They are
+                # redelivered one at a time and dead-lettered if they keep failing.
+                log.exception(
+                    "jobs left for redelivery job_ids=%s", ",".join(j.job_id for j in group)
+                )
+
+    async def _embed_and_finish(self, jobs: list[Job]) -> None:
+        try:
+            results = await self._embed_jobs(jobs)
+        except EmbeddingError as exc:
+            if len(jobs) > 1 and not exc.transient:
+                # One job's input may have made the provider refuse the whole batch:
+                # find out which by trying each job alone.
+                for job in jobs:
+                    await self._embed_and_finish([job])
+                return
+            for job in jobs:
+                await self._finish_error(job, exc.code, exc.message)
+            return
+        for job, result in zip(jobs, results, strict=True):
+            await self._finish_success(job, result)
+
+    async def _embed_jobs(self, jobs: list[Job]) -> list[_JobResult]:
+        """Vectors for every chunk of `jobs`, batched across jobs per model."""
+        vectors: list[Vectors | None] = [None] * len(jobs)
+        tokens = [0] * len(jobs)
+        by_model: dict[str, list[int]] = defaultdict(list)
+        for index, job in enumerate(jobs):
+            by_model[job.request.model].append(index)
+        for model, job_indexes in by_model.items():
+            provider = self.registry.get(model)
+            texts = [c.text for i in job_indexes for c in jobs[i].request.chunks]
+            counts = iter(await asyncio.to_thread(provider.count_tokens, texts))
+            items = [
+                Item(i, k, chunk.text, next(counts))
+                for i in job_indexes
+                for k, chunk in enumerate(jobs[i].request.chunks)
+            ]
+            for i in job_indexes:
+                vectors[i] = np.zeros(
+                    (len(jobs[i].request.chunks), provider.dimensions), dtype=np.float32
+                )
+            batches = pack_batches(
+                items,
+                max_items=provider.max_batch_size,
+                token_budget=self.settings.worker.batch_token_budget,
+            )
+            for batch in batches:
+                texts_in_batch = [item.text for item in batch]
+                output = await call_with_retries(
+                    functools.partial(embed_texts, provider, texts_in_batch),
+                    self.retry,
+                    what=f"embed model={model} batch={len(batch)}",
+                )
+                for item, row in zip(batch, output.vectors, strict=True):
+                    target = vectors[item.job_index]
+                    assert target is not None
+                    target[item.chunk_index] = row
+                # Usage is reported per batch; share it out by each job's token count.
+                batch_tokens = sum(item.tokens for item in batch) or 1
+                for item in batch:
+                    tokens[item.job_index] += round(
+                        output.prompt_tokens * item.tokens / batch_tokens
+                    )
+        return [_JobResult(v, t) for v, t in zip(vectors, tokens, strict=True) if v is not None]
+
+    async def _finish_success(self, job: Job, result: _JobResult) -> None:
+        request = job.request
+        callback = success_callback(
+            request,
+            job.job_id,
+            [c.chunk_id for c in request.chunks],
+            result.vectors,
+            result.prompt_tokens,
+        )
+        pushed = await self.queue.finish(
+            entry_id=job.entry_id,
+            job_id=job.job_id,
+            callback_queue=request.callback_queue,
+            callback_json=callback,
+        )
+        log.info(
+            "job done job_id=%s task_id=%s tenant_id=%s chunks=%d deliveries=%d callback=%s",
+            job.job_id,
+            request.task_id,
+            request.tenant_id,
+            len(request.chunks),
+            job.deliveries,
+            "pushed" if pushed else "already-pushed",
+        )
+
+    async def _finish_error(self, job: Job, code: ErrorCode, message: str) -> None:
+        request = job.request
+        pushed = await self.queue.finish(
+            entry_id=job.entry_id,
+            job_id=job.job_id,
+            callback_queue=request.callback_queue,
+            callback_json=error_callback(request, job.job_id, code, message),
+        )
+        log.warning(
+            "job failed job_id=%s task_id=%s tenant_id=%s code=%s error=%s callback=%s",
+            job.job_id,
+            request.task_id,
+            request.tenant_id,
+            code,
+            message,
+            "pushed" if pushed else "already-pushed",
+        )
+
+    async def _dead_letter(self, job: Job) -> None:
+        limit = self.settings.worker.max_deliveries
+        message = (
+            f"job {job.job_id} was delivered {job.deliveries} times (limit {limit}) without "
+            f"finishing; it is in the dead-letter stream"
+        )
+        await self.queue.finish(
+            entry_id=job.entry_id,
+            job_id=job.job_id,
+            callback_queue=job.request.callback_queue,
+            callback_json=error_callback(
+                job.request, job.job_id, ErrorCode.MAX_DELIVERIES_EXCEEDED, message
+            ),
+            dead_letter_reason=ErrorCode.MAX_DELIVERIES_EXCEEDED.value,
+            request=job.request.SerializeToString(),
+            deliveries=job.deliveries,
+        )
+        log.error(
+            "job dead-lettered job_id=%s task_id=%s tenant_id=%s deliveries=%d",
+            job.job_id,
+            job.request.task_id,
+            job.request.tenant_id,
+            job.deliveries,
+        )
+
+    async def _dead_letter_unreadable(self, entry: StreamEntry, exc: EmbeddingError) -> None:
+        await self.queue.finish(
+            entry_id=entry.entry_id,
+            job_id="",
+            callback_queue="",
+            callback_json=b"",
+            dead_letter_reason=ErrorCode.INVALID_JOB.value,
+            request=entry.fields.get(b"request", b""),
+            deliveries=entry.deliveries,
+        )
+        log.error(
+            "unreadable entry dead-lettered entry_id=%s error=%s", entry.entry_id, exc.message
+        )

@@ -1,0 +1,155 @@
+"""At-least-once consumption of a Redis Stream through a consumer group.
+
+The discipline every worker of ours follows: read new entries with XREADGROUP; take over
+entries whose consumer went quiet (XAUTOCLAIM after `claim_idle_ms`), learning how often
+each was delivered so a poison entry can be set aside; keep our own in-flight entries
+fresh while working on them (XCLAIM ... JUSTID resets their idle time without counting a
+delivery), and acknowledge only after the effect is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """One entry, with the number of times it has been delivered (1 on first read)."""
+
+    entry_id: str
+    fields: dict[bytes, bytes]
+    deliveries: int
+
+
+def _entry_id(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+class StreamConsumer:
+    """One named consumer of a consumer group on one stream."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        stream: str,
+        group: str,
+        consumer: str,
+        claim_idle_ms: int,
+        read_count: int,
+        block_ms: int,
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.claim_idle_ms = claim_idle_ms
+        self.read_count = read_count
+        self.block_ms = block_ms
+
+    async def ensure_group(self) -> None:
+        """Create the group (and stream) if missing; it reads from the stream's start."""
+        await ensure_group(self.redis, self.stream, self.group)
+
+    async def read_new(self) -> list[StreamEntry]:
+        """Entries never delivered before, waiting up to `block_ms` for one."""
+        reply: Any = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=self.read_count,
+            block=self.block_ms,
+        )
+        entries: list[StreamEntry] = []
+        for _stream, items in reply or []:
+            for raw_id, fields in items:
+                entries.append(StreamEntry(_entry_id(raw_id), dict(fields or {}), 1))
+        return entries
+
+    async def claim_stale(self) -> list[StreamEntry]:
+        """Take over entries idle for `claim_idle_ms` (their consumer is presumed dead)."""
+        reply: Any = await self.redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=self.read_count,
+        )
+        items = reply[1] if reply else []
+        claimed = [(_entry_id(raw_id), dict(fields)) for raw_id, fields in items if fields]
+        if not claimed:
+            return []
+        counts = await self._delivery_counts([entry_id for entry_id, _ in claimed])
+        entries = [StreamEntry(i, f, counts.get(i, 1)) for i, f in claimed]
+        log.info(
+            "claimed stale entries stream=%s consumer=%s ids=%s",
+            self.stream,
+            self.consumer,
+            ",".join(e.entry_id for e in entries),
+        )
+        return entries
+
+    async def _delivery_counts(self, entry_ids: Sequence[str]) -> dict[str, int]:
+        rows: Any = await self.redis.xpending_range(
+            self.stream,
+            self.group,
+            min=entry_ids[0],
+            max=entry_ids[-1],
+            count=len(entry_ids) * 4 + 16,
+            consumername=self.consumer,
+        )
+        wanted = set(entry_ids)
+        counts: dict[str, int] = {}
+        for row in rows:
+            entry_id = _entry_id(row["message_id"])
+            if entry_id in wanted:
+                counts[entry_id] = int(row["times_delivered"])
+        return counts
+
+    async def touch(self, entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of entries we are still working on."""
+        if entry_ids:
+            await self.redis.xclaim(
+                self.stream, self.group, self.consumer, 0, list(entry_ids), justid=True
+            )
+
+    @contextlib.asynccontextmanager
+    async def keep_alive(self, entry_ids: Sequence[str]) -> AsyncIterator[None]:
+        """While the body runs, touch `entry_ids` often enough that nobody claims them."""
+        interval_s = self.claim_idle_ms / 3000
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await self.touch(entry_ids)
+                except Exception as exc:  # a missed beat only risks a duplicate delivery
+                    log.warning("keep-alive failed stream=%s error=%s", self.stream, exc)
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
+    """Create `group` on `stream` from its first entry, creating the stream if needed."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

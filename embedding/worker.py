@@ -78,7 +78,8 @@ class EmbeddingWorker:
                 entries: list[StreamEntry] = []
                 if time.monotonic() >= next_claim:
                     entries = await self.consumer.claim_stale()
-                    next_claim = time.monotonic() + claim_every_s
+                    # Found one: there may be more, so look again right after it.
+                    next_claim = 0.0 if entries else time.monotonic() + claim_every_s
                 if not entries:
                     entries = await self.consumer.read_new()
                 if entries:

@@ -76,15 +76,20 @@ class StreamConsumer:
                 entries.append(StreamEntry(_entry_id(raw_id), dict(fields or {}), 1))
         return entries
 
-    async def claim_stale(self) -> list[StreamEntry]:
-        """Take over entries idle for `claim_idle_ms` (their consumer is presumed dead)."""
+    async def claim_stale(self, count: int = 1) -> list[StreamEntry]:
+        """Take over up to `count` entries idle for `claim_idle_ms` (their consumer died).
+
+        One at a time by default: an entry's delivery count then only grows while it is
+        really being worked on, so a poison entry that kills its worker does not push
+        the entries claimed next to it towards the dead-letter limit.
+        """
         reply: Any = await self.redis.xautoclaim(
             self.stream,
             self.group,
             self.consumer,
             min_idle_time=self.claim_idle_ms,
             start_id="0-0",
-            count=self.read_count,
+            count=count,
         )
         items = reply[1] if reply else []
         claimed = [(_entry_id(raw_id), dict(fields)) for raw_id, fields in items if fields]

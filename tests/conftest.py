@@ -13,7 +13,13 @@ import redis.asyncio as aioredis
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
 from embedding.server import EmbeddingServer, create_server
-from embedding.settings import DEFAULT_MODEL, EmbeddingSettings, ModelSpec, WorkerSettings
+from embedding.settings import (
+    DEFAULT_MODEL,
+    EmbeddingSettings,
+    Limits,
+    ModelSpec,
+    WorkerSettings,
+)
 from embedding.worker import EmbeddingWorker
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import RedisServer
@@ -49,6 +55,7 @@ def settings(redis_server: RedisServer) -> EmbeddingSettings:
         redis_url=redis_server.url,
         grpc_port=0,
         grace_s=2.0,
+        limits=Limits(max_chunks=10, max_text_chars=2000),
         worker=WorkerSettings(consumer_name="test-worker", block_ms=100, claim_idle_ms=1000),
     )
 
@@ -72,7 +79,7 @@ async def channel(server: EmbeddingServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def stub(channel: grpc.aio.Channel) -> pb_grpc.EmbeddingServiceStub:
+def stub(channel: grpc.aio.Channel) -> pb_grpc.EmbeddingServiceAsyncStub:
     return pb_grpc.EmbeddingServiceStub(channel)
 
 

@@ -18,13 +18,20 @@ from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.conftest import WorkerFactory
 from tests.helpers import CALLBACK_QUEUE, REPO, SENTENCES, pop_callbacks, seed_request
 
-SEED_SUCCESS_FIELDS = {"task_id", "document_id", "collection_id", "tenant_id", "status", "embeddings"}
+SEED_SUCCESS_FIELDS = {
+    "task_id",
+    "document_id",
+    "collection_id",
+    "tenant_id",
+    "status",
+    "embeddings",
+}
 EXTRA_FIELDS = {"job_id", "model", "dimensions", "usage"}
 SCHEMA: dict[str, Any] = json.loads((REPO / "docs" / "callback.schema.json").read_text())
 
 
 async def test_a_job_yields_one_seed_shaped_callback_with_a_vector_per_chunk(
-    stub: pb_grpc.EmbeddingServiceStub,
+    stub: pb_grpc.EmbeddingServiceAsyncStub,
     worker: EmbeddingWorker,
     redis: aioredis.Redis,
     local_provider: LocalOnnxProvider,
@@ -39,7 +46,9 @@ async def test_a_job_yields_one_seed_shaped_callback_with_a_vector_per_chunk(
     assert set(callback) == SEED_SUCCESS_FIELDS | EXTRA_FIELDS
     assert callback["status"] == "success"
     assert (callback["task_id"], callback["document_id"], callback["collection_id"]) == (
-        "task-1", "doc-1", "col-1"
+        "task-1",
+        "doc-1",
+        "col-1",
     )
     assert callback["tenant_id"] == "tenant-a" and callback["job_id"] == reply.job_id
     assert [e["chunk_id"] for e in callback["embeddings"]] == [c.chunk_id for c in request.chunks]
@@ -56,7 +65,7 @@ async def test_a_job_yields_one_seed_shaped_callback_with_a_vector_per_chunk(
 
 
 async def test_the_same_request_twice_is_one_job_and_one_callback(
-    stub: pb_grpc.EmbeddingServiceStub, worker: EmbeddingWorker, redis: aioredis.Redis
+    stub: pb_grpc.EmbeddingServiceAsyncStub, worker: EmbeddingWorker, redis: aioredis.Redis
 ) -> None:
     first = await stub.GenerateEmbeddings(seed_request())
     second = await stub.GenerateEmbeddings(seed_request())
@@ -72,7 +81,7 @@ async def test_the_same_request_twice_is_one_job_and_one_callback(
 
 
 async def test_parts_of_one_document_under_one_task_are_separate_jobs(
-    stub: pb_grpc.EmbeddingServiceStub, worker: EmbeddingWorker, redis: aioredis.Redis
+    stub: pb_grpc.EmbeddingServiceAsyncStub, worker: EmbeddingWorker, redis: aioredis.Redis
 ) -> None:
     part1 = seed_request(texts=SENTENCES[:2])
     part2 = seed_request(texts=SENTENCES[2:4])
@@ -87,7 +96,7 @@ async def test_parts_of_one_document_under_one_task_are_separate_jobs(
 
 
 async def test_jobs_wait_in_redis_until_a_worker_comes(
-    stub: pb_grpc.EmbeddingServiceStub, redis: aioredis.Redis, worker_factory: WorkerFactory
+    stub: pb_grpc.EmbeddingServiceAsyncStub, redis: aioredis.Redis, worker_factory: WorkerFactory
 ) -> None:
     for n in range(3):
         await stub.GenerateEmbeddings(seed_request(task_id=f"task-{n}"))

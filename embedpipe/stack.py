@@ -1,0 +1,140 @@
+"""`python -m embedpipe.stack` (or `make up`): the whole stack on embedded defaults.
+
+Starts a private redis-server (append-only, data under `EMBEDPIPE_DATA_DIR`) unless
+`REDIS_URL` is set, then the embedding server and `EMBEDDING_WORKERS` workers, all on the
+bundled local model: no API key, no network. It waits until the server reports SERVING,
+prints where things are, restarts a service that dies, and on Ctrl-C or SIGTERM stops
+everything gracefully (workers finish the batch in hand before they exit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from embedpipe.envconfig import ConfigError, env_int, env_str
+from embedpipe.logs import configure_logging
+from embedpipe.redis_server import RedisServer
+
+log = logging.getLogger("embedpipe.stack")
+
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Service:
+    """One supervised child process."""
+
+    name: str
+    args: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        # Own session: a Ctrl-C reaches only the stack, which then stops children in order.
+        self.process = subprocess.Popen(
+            [sys.executable, *self.args], env=env, start_new_session=True
+        )
+        log.info("started service=%s pid=%d", self.name, self.process.pid)
+
+
+def _wait_serving(port: int, timeout_s: float) -> bool:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    return False
+
+
+def _stop_all(services: list[Service]) -> None:
+    for service in services:
+        if service.process and service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for service in services:
+        if service.process is None:
+            continue
+        try:
+            service.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("service=%s did not stop in time; killing it", service.name)
+            service.process.kill()
+            service.process.wait()
+
+
+def main() -> int:
+    env = dict(os.environ)
+    configure_logging(env_str(env, "LOG_LEVEL", "INFO"))
+    try:
+        data_dir = Path(env_str(env, "EMBEDPIPE_DATA_DIR", "data")).resolve()
+        workers = env_int(env, "EMBEDDING_WORKERS", 1, minimum=1)
+        grpc_port = env_int(env, "EMBEDDING_GRPC_PORT", 50051, minimum=1)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    stopping = False
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        log.info("received %s; stopping the stack", signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    redis: RedisServer | None = None
+    if not env.get("REDIS_URL"):
+        redis = RedisServer(data_dir / "redis", port=env_int(env, "EMBEDPIPE_REDIS_PORT", 0))
+        redis.start()
+        env["REDIS_URL"] = redis.url
+        log.info("private redis-server url=%s data=%s", redis.url, redis.data_dir)
+    env["EMBEDDING_GRPC_PORT"] = str(grpc_port)
+    services = [Service("embedding-server", ["-m", "embedding", "serve"])] + [
+        Service(f"embedding-worker-{i + 1}", ["-m", "embedding", "worker"]) for i in range(workers)
+    ]
+    try:
+        for service in services:
+            service.start(env)
+        if not _wait_serving(grpc_port, 120):
+            log.error("the embedding server did not become ready; see its log above")
+            return 1
+        print(
+            f"\nembedpipe is up\n  gRPC EmbeddingService  127.0.0.1:{grpc_port}\n"
+            f"  Redis                  {env['REDIS_URL']}\n  workers                {workers}\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stopping:
+            for service in services:
+                code = service.process.poll() if service.process else None
+                if code is not None and not stopping:
+                    log.error("service=%s exited code=%s; restarting it", service.name, code)
+                    service.start(env)
+            time.sleep(0.5)
+    finally:
+        _stop_all(services)
+        if redis is not None:
+            redis.stop()
+        log.info("stack stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

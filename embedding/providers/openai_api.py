@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import email.utils
 import time
 from collections.abc import Sequence
@@ -66,8 +67,14 @@ def _retry_after_s(headers: object) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # neither seconds nor an HTTP date: fall back to our own backoff
+    if parsed.tzinfo is None:  # "-0000" dates parse without a zone; they mean UTC
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def _as_error(exc: openai.OpenAIError, model: str) -> EmbeddingError:
@@ -80,6 +87,9 @@ def _as_error(exc: openai.OpenAIError, model: str) -> EmbeddingError:
     if isinstance(exc, openai.APIStatusError):
         retry_after = _retry_after_s(exc.response.headers)
         detail = f"model {model!r}: upstream answered {exc.status_code}: {exc.message}"
+        if exc.status_code == 429 and exc.code == "insufficient_quota":
+            # OpenAI's "out of credit" is a 429 too, but waiting does not fix it.
+            return EmbeddingError(ErrorCode.PROVIDER_REJECTED, detail)
         if exc.status_code == 429:
             return EmbeddingError(
                 ErrorCode.PROVIDER_RATE_LIMITED, detail, retry_after_s=retry_after

@@ -98,7 +98,12 @@ class LocalOnnxProvider:
         pad_id = encoder.token_to_id("[PAD]")
         encoder.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Measured on all-MiniLM-L6-v2 int8, 2 cores: graph optimisation makes a second,
+        # larger copy of the weights (+170 MB) for no measurable speed-up, and memory
+        # patterns, planned per input shape, keep growing as batch shapes vary. Without
+        # both, peak RSS fell from 387 to 223 MB at the same chunks/s.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.enable_mem_pattern = False
         session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from embedding.errors import EmbeddingError, ErrorCode
 from embedding.providers.base import EmbeddingProvider
 from embedding.providers.local import LocalOnnxProvider
-from embedding.providers.openai_api import OpenAIProvider
 from embedding.settings import EmbeddingSettings, ModelSpec
 
 
@@ -16,6 +15,9 @@ def create_provider(spec: ModelSpec) -> EmbeddingProvider:
     """The provider for one registry entry."""
     if spec.provider == "local":
         return LocalOnnxProvider(spec)
+    # Imported on demand: the openai client costs a local-only worker ~30 MB of RSS.
+    from embedding.providers.openai_api import OpenAIProvider
+
     return OpenAIProvider(spec)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from embedding.batching import Item, pack_batches
 from embedding.callbacks import error_callback, success_callback
@@ -87,6 +88,12 @@ class EmbeddingWorker:
             except RETRYABLE_ERRORS as exc:
                 log.warning("redis unavailable, retrying in 1s error=%s", exc)
                 await asyncio.sleep(1.0)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the stream (restarted without persistence): start afresh.
+                log.warning("job stream or group missing; recreating it")
+                await self.consumer.ensure_group()
         log.info("worker stopped consumer=%s", self.consumer.consumer)
 
     async def process(self, entries: Sequence[StreamEntry]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -11,9 +12,13 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from embedding.keys import EmbeddingKeys
+from embedding.providers.local import LocalOnnxProvider
+from embedding.providers.registry import ProviderRegistry
+from embedding.server import create_server
+from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from tests.helpers import seed_request
+from tests.helpers import SENTENCES, seed_request, wait_serving
 
 Mutation = Callable[[pb.GenerateEmbeddingsRequest], None]
 
@@ -122,3 +127,24 @@ async def test_invalid_embed_request_names_the_field(
         await stub.Embed(request_)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in _violations(caught.value)
+
+
+async def test_a_request_over_the_total_char_limit_is_refused(
+    settings: EmbeddingSettings, local_provider: LocalOnnxProvider, redis: aioredis.Redis
+) -> None:
+    tight = replace(settings, limits=replace(settings.limits, max_request_chars=100))
+    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
+    server, port = await create_server(tight, registry=registry)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_serving(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await pb_grpc.EmbeddingServiceStub(channel).GenerateEmbeddings(
+                    seed_request(texts=SENTENCES[:3])
+                )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _violations(caught.value) == ["chunks"]
+        assert "limit is 100" in (caught.value.details() or "")
+    finally:
+        await server.stop(0.5)

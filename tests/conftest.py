@@ -23,7 +23,7 @@ from embedding.settings import (
 from embedding.worker import EmbeddingWorker
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import RedisServer
-from tests.helpers import wait_serving
+from tests.helpers import running_worker, wait_serving
 
 
 @pytest.fixture(scope="session")
@@ -92,19 +92,9 @@ def worker_factory(
 ) -> WorkerFactory:
     """Starts in-process workers on the shared model; each stops gracefully on exit."""
 
-    @contextlib.asynccontextmanager
-    async def running() -> AsyncIterator[EmbeddingWorker]:
+    def running() -> contextlib.AbstractAsyncContextManager[EmbeddingWorker]:
         registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-        client = aioredis.Redis.from_url(settings.redis_url)
-        worker = EmbeddingWorker(settings, registry, client)
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop))
-        try:
-            yield worker
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
-            await client.aclose()
+        return running_worker(settings, registry)
 
     return running
 

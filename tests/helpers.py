@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from embedding.providers.registry import ProviderRegistry
 from embedding.settings import EmbeddingSettings
+from embedding.worker import EmbeddingWorker
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,6 +84,23 @@ async def wait_serving(channel: grpc.aio.Channel, timeout_s: float = 30.0) -> No
             except grpc.aio.AioRpcError:
                 pass
             await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: EmbeddingSettings, registry: ProviderRegistry
+) -> AsyncIterator[EmbeddingWorker]:
+    """An in-process worker on `registry`; it stops gracefully when the block ends."""
+    client = aioredis.Redis.from_url(settings.redis_url)
+    worker = EmbeddingWorker(settings, registry, client)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await client.aclose()
 
 
 def child_env(settings: EmbeddingSettings, **extra: str) -> dict[str, str]:

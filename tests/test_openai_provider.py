@@ -6,7 +6,6 @@ provider, its AsyncOpenAI client, the worker, Redis and the callbacks are all re
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -24,8 +23,7 @@ from embedding.providers.openai_api import MAX_TOKENS_PER_REQUEST, OpenAIProvide
 from embedding.providers.registry import ProviderRegistry
 from embedding.retry import RetryPolicy, call_with_retries
 from embedding.settings import EmbeddingSettings, ModelSpec
-from embedding.worker import EmbeddingWorker
-from tests.helpers import CALLBACK_QUEUE, SENTENCES, pop_callbacks, seed_request
+from tests.helpers import CALLBACK_QUEUE, SENTENCES, pop_callbacks, running_worker, seed_request
 from tests.openai_standin import REJECT_MARKER, OpenAIStandin, running_standin, standin_vector
 
 MODEL = "text-embedding-3-small"
@@ -235,24 +233,6 @@ async def queue(redis: aioredis.Redis) -> JobQueue:
     return jobs
 
 
-@contextlib.asynccontextmanager
-async def running_worker(
-    settings: EmbeddingSettings, provider: OpenAIProvider
-) -> AsyncIterator[EmbeddingWorker]:
-    """An in-process worker serving MODEL through `provider`; stops gracefully on exit."""
-    registry = ProviderRegistry({MODEL: provider}, MODEL)
-    client = aioredis.Redis.from_url(settings.redis_url)
-    worker = EmbeddingWorker(settings, registry, client)
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await client.aclose()
-
-
 def callback_vectors(callback: dict[str, Any]) -> np.ndarray[Any, Any]:
     return np.array([e["embedding"] for e in callback["embeddings"]], dtype=np.float32)
 
@@ -268,7 +248,7 @@ async def test_a_job_rate_limited_once_succeeds_after_retry_after(
     request = seed_request(texts=SENTENCES[:3], model=MODEL)
     accepted = await queue.enqueue(request)
 
-    async with running_worker(openai_settings, provider):
+    async with running_worker(openai_settings, ProviderRegistry({MODEL: provider}, MODEL)):
         started = time.monotonic()
         (callback,) = await pop_callbacks(redis, 1)
         waited = time.monotonic() - started
@@ -294,7 +274,7 @@ async def test_a_rejected_job_fails_alone_and_its_batch_mate_succeeds(
     bad = await queue.enqueue(seed_request(texts=bad_texts, task_id="bad", model=MODEL))
     good = await queue.enqueue(seed_request(texts=good_texts, task_id="good", model=MODEL))
 
-    async with running_worker(openai_settings, provider):
+    async with running_worker(openai_settings, ProviderRegistry({MODEL: provider}, MODEL)):
         callbacks = {c["task_id"]: c for c in await pop_callbacks(redis, 2)}
         assert await redis.brpop([CALLBACK_QUEUE], timeout=1) is None
 
@@ -318,7 +298,7 @@ async def test_a_job_fails_as_unavailable_when_the_upstream_keeps_failing(
     standin.fail_next(500, times=10)
     accepted = await queue.enqueue(seed_request(model=MODEL))
 
-    async with running_worker(openai_settings, provider):
+    async with running_worker(openai_settings, ProviderRegistry({MODEL: provider}, MODEL)):
         (callback,) = await pop_callbacks(redis, 1)
 
     assert callback["status"] == "error" and callback["job_id"] == accepted.job_id

@@ -26,6 +26,10 @@ class ErrorCode(StrEnum):
     MAX_DELIVERIES_EXCEEDED = "MAX_DELIVERIES_EXCEEDED"
     INVALID_JOB = "INVALID_JOB"
     NOT_READY = "NOT_READY"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RATE_LIMITED = "RATE_LIMITED"
+    BACKLOG_FULL = "BACKLOG_FULL"
 
 
 #: Codes worth retrying: the same call may succeed later.
@@ -36,6 +40,8 @@ TRANSIENT_CODES = frozenset(
         ErrorCode.PROVIDER_TIMEOUT,
         ErrorCode.QUEUE_UNAVAILABLE,
         ErrorCode.NOT_READY,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.BACKLOG_FULL,
     }
 )
 

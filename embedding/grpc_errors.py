@@ -8,7 +8,9 @@ exception is logged with its traceback and answered INTERNAL without internals.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
@@ -33,6 +35,10 @@ STATUS_BY_CODE: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.NOT_READY: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.MAX_DELIVERIES_EXCEEDED: grpc.StatusCode.INTERNAL,
     ErrorCode.INVALID_JOB: grpc.StatusCode.INTERNAL,
+    ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorCode.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.BACKLOG_FULL: grpc.StatusCode.UNAVAILABLE,
 }
 
 #: Trailing metadata key telling clients when to retry, in whole seconds.
@@ -59,6 +65,23 @@ def to_status(exc: EmbeddingError) -> status_pb2.Status:
     return status
 
 
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def _grpc_status(exc: EmbeddingError) -> grpc.Status:
+    """The status to abort with: rich details, plus `retry-after` when there is a wait."""
+    rich = rpc_status.to_status(to_status(exc))
+    metadata = tuple(rich.trailing_metadata)
+    if exc.retry_after_s is not None:
+        # Whole seconds, rounded up: a client that waits this long finds room.
+        metadata += ((RETRY_AFTER_KEY, str(max(1, math.ceil(exc.retry_after_s)))),)
+    return _Status(rich.code, rich.details, metadata)
+
+
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
@@ -69,11 +92,7 @@ def _wrap(behavior: Handler, method: str) -> Handler:
         except grpc.aio.AbortError:
             raise
         except EmbeddingError as exc:
-            if exc.retry_after_s is not None:
-                context.set_trailing_metadata(
-                    ((RETRY_AFTER_KEY, str(max(1, round(exc.retry_after_s)))),)
-                )
-            await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+            await context.abort_with_status(_grpc_status(exc))
         except Exception:
             log.exception("unhandled error method=%s", method)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")

@@ -23,10 +23,12 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamEntry, ensure_group
 
-# KEYS: dedupe key, job stream. ARGV: job_id, request bytes, accepted_ms, dedupe ttl_s.
+# KEYS: dedupe key, job stream.
+# ARGV: job_id, request bytes, accepted_ms, dedupe ttl_s, max backlog.
 _ENQUEUE = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[5]) then return {-1, ''} end
 redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1], 'request', ARGV[2], 'accepted_ms', ARGV[3])
 local record = ARGV[1] .. ' ' .. ARGV[3]
 redis.call('SET', KEYS[1], record, 'EX', tonumber(ARGV[4]))
@@ -50,6 +52,10 @@ redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
 return pushed
 """
+
+
+#: What a caller refused for a full backlog is told to wait.
+BACKLOG_RETRY_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,18 @@ def parse_entry(entry: StreamEntry) -> Job:
 class JobQueue:
     """The job stream of one key prefix."""
 
-    def __init__(self, redis: aioredis.Redis, keys: EmbeddingKeys, *, dedupe_ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: EmbeddingKeys,
+        *,
+        dedupe_ttl_s: int,
+        max_backlog: int = 100_000,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.dedupe_ttl_s = dedupe_ttl_s
+        self.max_backlog = max_backlog
         self._enqueue = redis.register_script(_ENQUEUE)
         self._finish = redis.register_script(_FINISH)
 
@@ -120,12 +134,19 @@ class JobQueue:
                     request.SerializeToString(),
                     int(time.time() * 1000),
                     self.dedupe_ttl_s,
+                    self.max_backlog,
                 ],
             )
         except RETRYABLE_ERRORS as exc:
             raise EmbeddingError(
                 ErrorCode.QUEUE_UNAVAILABLE, f"job queue unavailable: {exc}"
             ) from exc
+        if created == -1:
+            raise EmbeddingError(
+                ErrorCode.BACKLOG_FULL,
+                f"{self.max_backlog} jobs are waiting already; retry later",
+                retry_after_s=BACKLOG_RETRY_AFTER_S,
+            )
         job_id, accepted_ms = record.decode().split(" ")
         return AcceptedJob(job_id, int(accepted_ms), deduplicated=not created)
 

@@ -31,3 +31,7 @@ class EmbeddingKeys:
     def done(self, job_id: str) -> str:
         """Marker set when a job's callback was pushed, so it is pushed only once."""
         return f"{self.prefix}:done:{job_id}"
+
+    def rate_limit(self, tenant_id: str) -> str:
+        """Token bucket (hash: tokens, ts_ms) of one tenant's calls."""
+        return f"{self.prefix}:ratelimit:{tenant_id}"

@@ -21,9 +21,11 @@ from grpc_reflection.v1alpha import reflection
 
 from embedding.core import embed_texts
 from embedding.grpc_errors import ErrorInterceptor
+from embedding.grpc_guard import GuardInterceptor
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.registry import ProviderRegistry
+from embedding.rate_limit import RateLimiter
 from embedding.settings import EmbeddingSettings
 from embedding.validation import validate_embed, validate_generate
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
@@ -189,14 +191,22 @@ async def create_server(
     """
     owns_registry = registry is None
     registry = registry or ProviderRegistry.from_settings(settings)
+    redis = connect(settings.redis_url)
+    keys = EmbeddingKeys(settings.key_prefix)
     queue = JobQueue(
-        connect(settings.redis_url),
-        EmbeddingKeys(settings.key_prefix),
-        dedupe_ttl_s=settings.idempotency_ttl_s,
+        redis, keys, dedupe_ttl_s=settings.idempotency_ttl_s, max_backlog=settings.max_backlog
     )
+    limiter = None
+    if settings.rate_limit_per_s > 0:
+        limiter = RateLimiter(
+            redis, keys, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+        )
+    if not settings.keys.enabled:
+        log.warning("no API keys configured (EMBEDPIPE_API_KEYS): authentication is OFF")
     limit = settings.grpc_max_message_bytes
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # The error interceptor is outermost, so it also maps the guard's refusals.
+        interceptors=[ErrorInterceptor(), GuardInterceptor(SERVICE_NAME, settings.keys, limiter)],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from embedpipe.auth import KeyStore
 from embedpipe.envconfig import ConfigError, env_float, env_int, env_str
 
 ProviderKind = Literal["local", "openai"]
@@ -138,6 +139,13 @@ class EmbeddingSettings:
     limits: Limits = field(default_factory=Limits)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     log_level: str = "INFO"
+    #: API keys of the tenants; empty means authentication is off (development only).
+    keys: KeyStore = field(default_factory=KeyStore)
+    #: Calls per second a tenant may make on average, and in a burst; 0 turns it off.
+    rate_limit_per_s: float = 100.0
+    rate_limit_burst: int = 200
+    #: Jobs waiting or in progress past which new jobs are refused (UNAVAILABLE, retry later).
+    max_backlog: int = 100_000
 
     def __post_init__(self) -> None:
         names = {m.name for m in self.models}
@@ -207,4 +215,10 @@ class EmbeddingSettings:
             limits=limits,
             worker=worker,
             log_level=env_str(env, "LOG_LEVEL", base.log_level),
+            keys=KeyStore.from_env(env),
+            rate_limit_per_s=env_float(env, "EMBEDDING_RATE_LIMIT_PER_S", base.rate_limit_per_s),
+            rate_limit_burst=env_int(
+                env, "EMBEDDING_RATE_LIMIT_BURST", base.rate_limit_burst, minimum=1
+            ),
+            max_backlog=env_int(env, "EMBEDDING_MAX_BACKLOG", base.max_backlog, minimum=1),
         )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 
+import aiohttp
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
@@ -21,8 +24,11 @@ from embedding.settings import (
     WorkerSettings,
 )
 from embedding.worker import EmbeddingWorker
+from embedpipe.auth import KeyStore, hash_key
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import RedisServer
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
 from tests.helpers import running_worker, wait_serving
 
 
@@ -103,3 +109,68 @@ def worker_factory(
 async def worker(worker_factory: WorkerFactory) -> AsyncIterator[EmbeddingWorker]:
     async with worker_factory() as running:
         yield running
+
+
+#: API keys of the two tenants the gateway tests use (the servers store only hashes).
+TENANT_KEYS = {"tenant-a": "key-of-tenant-a", "tenant-b": "key-of-tenant-b"}
+
+
+def bearer(tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TENANT_KEYS[tenant]}"}
+
+
+@pytest.fixture
+def auth_settings(settings: EmbeddingSettings) -> EmbeddingSettings:
+    """Settings with API keys on (and a rate limit loose enough not to get in the way)."""
+    keys = KeyStore({hash_key(key): tenant for tenant, key in TENANT_KEYS.items()})
+    return replace(settings, keys=keys, rate_limit_per_s=1000, rate_limit_burst=1000)
+
+
+@pytest.fixture
+async def auth_server(
+    auth_settings: EmbeddingSettings, local_provider: LocalOnnxProvider, redis: aioredis.Redis
+) -> AsyncIterator[EmbeddingServer]:
+    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
+    built, port = await create_server(auth_settings, registry=registry)
+    await built.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await wait_serving(channel)
+    yield built
+    await built.stop(0.5)
+
+
+@contextlib.asynccontextmanager
+async def serving_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
+    """The gateway app on a free port; yields its base URL."""
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def gateway_settings(auth_server: EmbeddingServer, settings: EmbeddingSettings) -> GatewaySettings:
+    return GatewaySettings(
+        port=0,
+        embedding_target=f"127.0.0.1:{auth_server.port}",
+        redis_url=settings.redis_url,
+        max_body_bytes=2 * 1024 * 1024,
+        request_timeout_s=10,
+    )
+
+
+@pytest.fixture
+async def gateway(gateway_settings: GatewaySettings) -> AsyncIterator[str]:
+    async with serving_gateway(gateway_settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

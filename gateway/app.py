@@ -12,6 +12,7 @@ from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_conn import connect
 from gateway.errors import error_middleware
 from gateway.generate import generate_embeddings
+from gateway.openai_compat import create_embeddings, list_models
 from gateway.ops import healthz, readyz
 from gateway.settings import GatewaySettings
 from gateway.upstream import CHANNEL, EMBEDDING, HEALTH, REDIS, SETTINGS
@@ -49,6 +50,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_grpc_channel, _redis])
     app.router.add_post("/api/v1/embeddings/generate", generate_embeddings)
+    app.router.add_post("/v1/embeddings", create_embeddings)
+    app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

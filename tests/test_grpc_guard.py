@@ -1,0 +1,114 @@
+"""Direct gRPC clients meet the same rules as HTTP clients: keys, tenants, backlog."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import aiohttp
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from embedding.providers.local import LocalOnnxProvider
+from embedding.providers.registry import ProviderRegistry
+from embedding.server import EmbeddingServer, create_server
+from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
+from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from gateway.settings import GatewaySettings
+from tests.conftest import TENANT_KEYS, bearer, serving_gateway
+from tests.helpers import seed_request, wait_serving
+
+
+def key_of(tenant: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {TENANT_KEYS[tenant]}"),)
+
+
+@pytest.fixture
+async def guarded(auth_server: EmbeddingServer) -> AsyncIterator[pb_grpc.EmbeddingServiceAsyncStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{auth_server.port}") as channel:
+        yield pb_grpc.EmbeddingServiceStub(channel)
+
+
+async def test_every_method_needs_a_key(guarded: pb_grpc.EmbeddingServiceAsyncStub) -> None:
+    calls = [
+        guarded.GenerateEmbeddings(seed_request()),
+        guarded.Embed(pb.EmbedRequest(inputs=["x"])),
+        guarded.ListModels(pb.ListModelsRequest()),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_key_acts_only_for_its_own_tenant(
+    guarded: pb_grpc.EmbeddingServiceAsyncStub, redis: aioredis.Redis
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await guarded.GenerateEmbeddings(
+            seed_request(tenant_id="tenant-a"), metadata=key_of("tenant-b")
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert await redis.xlen("embedding:jobs") == 0
+
+    reply = await guarded.GenerateEmbeddings(
+        seed_request(tenant_id="tenant-b"), metadata=key_of("tenant-b")
+    )
+    assert reply.job_id
+    models = await guarded.ListModels(
+        pb.ListModelsRequest(), metadata=(("x-api-key", TENANT_KEYS["tenant-a"]),)
+    )
+    assert len(models.models) == 1
+
+
+async def test_health_and_reflection_stay_open(auth_server: EmbeddingServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{auth_server.port}") as channel:
+        await wait_serving(channel, timeout_s=5)
+
+
+async def test_a_full_backlog_refuses_new_jobs_with_retry_after(
+    auth_settings: EmbeddingSettings,
+    local_provider: LocalOnnxProvider,
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+) -> None:
+    small = replace(auth_settings, max_backlog=2)
+    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
+    server, port = await create_server(small, registry=registry)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_serving(channel)
+            stub = pb_grpc.EmbeddingServiceStub(channel)
+            for n in range(2):
+                await stub.GenerateEmbeddings(
+                    seed_request(task_id=f"t{n}"), metadata=key_of("tenant-a")
+                )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GenerateEmbeddings(
+                    seed_request(task_id="t9"), metadata=key_of("tenant-a")
+                )
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "retry later" in (caught.value.details() or "")
+            # A retry of an already accepted request still finds its job.
+            again = await stub.GenerateEmbeddings(
+                seed_request(task_id="t0"), metadata=key_of("tenant-a")
+            )
+            assert again.deduplicated
+        gateway = GatewaySettings(embedding_target=f"127.0.0.1:{port}", redis_url=small.redis_url)
+        async with serving_gateway(gateway) as url:
+            payload = {
+                "document_id": "d", "collection_id": "c", "tenant_id": "tenant-a", "task_id": "t10",
+                "callback_queue": "ingestion:callbacks:embedding",
+                "chunks": [{"chunk_id": "a", "text": "some text"}],
+            }  # fmt: skip
+            async with http.post(
+                url + "/api/v1/embeddings/generate", json=payload, headers=bearer("tenant-a")
+            ) as r:
+                assert r.status == 503
+                assert r.headers["Retry-After"] == "5"
+        assert await redis.xlen("embedding:jobs") == 2
+    finally:
+        await server.stop(0.5)

@@ -32,14 +32,13 @@ async def guarded(auth_server: EmbeddingServer) -> AsyncIterator[pb_grpc.Embeddi
 
 
 async def test_every_method_needs_a_key(guarded: pb_grpc.EmbeddingServiceAsyncStub) -> None:
-    calls = [
-        guarded.GenerateEmbeddings(seed_request()),
-        guarded.Embed(pb.EmbedRequest(inputs=["x"])),
-        guarded.ListModels(pb.ListModelsRequest()),
-    ]
-    for call in calls:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call
+    with pytest.raises(grpc.aio.AioRpcError) as generate:
+        await guarded.GenerateEmbeddings(seed_request())
+    with pytest.raises(grpc.aio.AioRpcError) as embed:
+        await guarded.Embed(pb.EmbedRequest(inputs=["x"]))
+    with pytest.raises(grpc.aio.AioRpcError) as list_models:
+        await guarded.ListModels(pb.ListModelsRequest())
+    for caught in (generate, embed, list_models):
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 

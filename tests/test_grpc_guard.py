@@ -62,6 +62,16 @@ async def test_a_key_acts_only_for_its_own_tenant(
     assert len(models.models) == 1
 
 
+async def test_a_service_key_acts_for_any_tenant(
+    guarded: pb_grpc.EmbeddingServiceAsyncStub,
+) -> None:
+    for tenant in ("tenant-a", "tenant-b"):
+        reply = await guarded.GenerateEmbeddings(
+            seed_request(tenant_id=tenant), metadata=key_of("*")
+        )
+        assert reply.job_id
+
+
 async def test_health_and_reflection_stay_open(auth_server: EmbeddingServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{auth_server.port}") as channel:
         await wait_serving(channel, timeout_s=5)

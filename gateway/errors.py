@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from aiohttp import web
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from embedpipe.http_errors import Violation, error_body, status_name
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +36,12 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 
-_STATUS_NAME = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "ABORTED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RESOURCE_EXHAUSTED",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 
 _OPENAI_TYPE = {
     401: "authentication_error",
     403: "permission_error",
     429: "rate_limit_error",
 }
-
-
-@dataclass(frozen=True)
-class Violation:
-    field: str
-    description: str
 
 
 class GatewayError(Exception):
@@ -122,25 +103,6 @@ def _violations(error: grpc.aio.AioRpcError) -> tuple[Violation, ...]:
     return tuple(found)
 
 
-def _google_body(error: GatewayError) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "code": error.http_status,
-        "status": _STATUS_NAME.get(error.http_status, "INTERNAL"),
-        "message": error.message,
-        "details": [],
-    }
-    if error.violations:
-        body["details"].append(
-            {
-                "@type": "type.googleapis.com/google.rpc.BadRequest",
-                "fieldViolations": [
-                    {"field": v.field, "description": v.description} for v in error.violations
-                ],
-            }
-        )
-    return {"error": body}
-
-
 def _openai_body(error: GatewayError) -> dict[str, Any]:
     status = error.http_status
     kind = _OPENAI_TYPE.get(status, "server_error" if status >= 500 else "invalid_request_error")
@@ -149,14 +111,18 @@ def _openai_body(error: GatewayError) -> dict[str, Any]:
             "message": error.message,
             "type": kind,
             "param": error.violations[0].field if error.violations else None,
-            "code": _STATUS_NAME.get(status, "INTERNAL").lower(),
+            "code": status_name(status).lower(),
         }
     }
 
 
 def render(request: web.Request, error: GatewayError) -> web.Response:
     """The JSON response for `error`, in the shape the route's clients expect."""
-    body = _openai_body(error) if request.path.startswith("/v1/") else _google_body(error)
+    body = (
+        _openai_body(error)
+        if request.path.startswith("/v1/")
+        else error_body(error.http_status, error.message, error.violations)
+    )
     headers = {}
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)

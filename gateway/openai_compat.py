@@ -14,7 +14,8 @@ import numpy as np
 from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
-from gateway.errors import GatewayError, Violation
+from embedpipe.http_errors import Violation
+from gateway.errors import GatewayError
 from gateway.payloads import read_json
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 

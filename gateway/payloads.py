@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
-from gateway.errors import GatewayError, Violation
+from embedpipe.http_errors import Violation
+from gateway.errors import GatewayError
 
 JSON_TYPES = ("application/json",)
 _REQUIRED_STRINGS = ("document_id", "collection_id", "tenant_id", "task_id", "callback_queue")

@@ -9,7 +9,8 @@ from grpc_health.v1 import health_pb2_grpc
 
 from embedpipe.auth import AUTHORIZATION, X_API_KEY
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from gateway.errors import GatewayError, Violation
+from embedpipe.http_errors import Violation
+from gateway.errors import GatewayError
 from gateway.settings import GatewaySettings
 
 SETTINGS = web.AppKey("settings", GatewaySettings)

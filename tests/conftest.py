@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 
 import aiohttp
+import asyncpg
 import grpc
 import pytest
 import redis.asyncio as aioredis
@@ -29,6 +31,9 @@ from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import RedisServer
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from ingestion.api import create_app as create_ingestion_app
+from ingestion.settings import IngestionSettings
+from ingestion.worker import run_worker as run_ingestion_worker
 from tests.helpers import running_worker, wait_serving
 
 
@@ -178,3 +183,78 @@ async def gateway(gateway_settings: GatewaySettings) -> AsyncIterator[str]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private PostgreSQL with pgvector (the `pgserver` package); yields its URL."""
+    # platformdirs (used by pgserver) warns without XDG_RUNTIME_DIR, and warnings are errors.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
+    from pgserver.postgres_server import get_server
+
+    server = get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+async def database_url(postgres: str) -> str:
+    """The private PostgreSQL, emptied: every test starts from a fresh schema."""
+    connection = await asyncpg.connect(postgres)
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+    return postgres
+
+
+@pytest.fixture
+def ingestion_settings(
+    database_url: str,
+    settings: EmbeddingSettings,
+    auth_server: EmbeddingServer,
+    gateway: str,
+) -> IngestionSettings:
+    keys = KeyStore({hash_key(key): tenant for tenant, key in TENANT_KEYS.items()})
+    return IngestionSettings(
+        database_url=database_url,
+        redis_url=settings.redis_url,
+        embedding_service_url=gateway,
+        embedding_grpc_target=f"127.0.0.1:{auth_server.port}",
+        service_key=TENANT_KEYS["*"],
+        keys=keys,
+        consumer_name="ingestion-test",
+        claim_idle_ms=2000,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving_ingestion(settings: IngestionSettings) -> AsyncIterator[str]:
+    """The ingestion API on a free port; yields its base URL."""
+    runner = web.AppRunner(create_ingestion_app(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def ingestion_api(ingestion_settings: IngestionSettings) -> AsyncIterator[str]:
+    async with serving_ingestion(ingestion_settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def ingestion_worker(
+    ingestion_settings: IngestionSettings, worker: EmbeddingWorker
+) -> AsyncIterator[None]:
+    """An in-process ingestion worker (job and callback consumers), with an embedding
+    worker behind the gateway."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_ingestion_worker(ingestion_settings, stop))
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 30)

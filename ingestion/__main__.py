@@ -1,0 +1,52 @@
+"""`python -m ingestion api` runs the HTTP API; `python -m ingestion worker` a worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from embedpipe.envconfig import ConfigError
+from embedpipe.logs import configure_logging
+from ingestion.api import create_app
+from ingestion.settings import IngestionSettings
+from ingestion.worker import run_worker
+
+log = logging.getLogger("ingestion")
+
+
+async def _worker(settings: IngestionSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(settings, stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ingestion", description=__doc__)
+    parser.add_argument("command", choices=["api", "worker"])
+    args = parser.parse_args(argv)
+    try:
+        settings = IngestionSettings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "api":
+        log.info("ingestion api listening host=%s port=%d", settings.host, settings.port)
+        web.run_app(
+            create_app(settings), host=settings.host, port=settings.port,
+            access_log=None, print=None, shutdown_timeout=10,
+        )  # fmt: skip
+    else:
+        asyncio.run(_worker(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

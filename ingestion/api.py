@@ -1,0 +1,89 @@
+"""The ingestion HTTP API: `create_app(settings)` builds it; tests run it on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from aiohttp import web
+
+from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.redis_conn import connect as connect_redis
+from ingestion import collections_api, documents_api, search_api
+from ingestion.db import connect as connect_db
+from ingestion.http import CHANNEL, EMBEDDING, KEYS, POOL, REDIS, SETTINGS, authenticate, errors
+from ingestion.keys import IngestionKeys
+from ingestion.settings import IngestionSettings
+from ingestion.websocket import events_socket
+
+READY_TIMEOUT_S = 1.0
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[POOL] = await connect_db(settings.database_url)
+    app[REDIS] = connect_redis(settings.redis_url)
+    app[KEYS] = IngestionKeys(settings.key_prefix)
+    channel = grpc.aio.insecure_channel(settings.embedding_grpc_target)
+    app[CHANNEL] = channel
+    app[EMBEDDING] = pb_grpc.EmbeddingServiceStub(channel)
+    yield
+    await channel.close()
+    await app[REDIS].aclose()
+    await app[POOL].close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when PostgreSQL and Redis answer."""
+    checks = {}
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await request.app[POOL].fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as exc:
+        checks["postgres"] = f"unreachable: {type(exc).__name__}"
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await request.app[REDIS].ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+def create_app(settings: IngestionSettings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_upload_bytes + 64 * 1024,
+        middlewares=[errors, authenticate],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_resources)
+    r = app.router
+    r.add_post("/api/v1/collections", collections_api.create_collection)
+    r.add_get("/api/v1/collections", collections_api.list_collections)
+    r.add_get("/api/v1/collections/{collection_id}", collections_api.get_collection)
+    r.add_delete("/api/v1/collections/{collection_id}", collections_api.delete_collection)
+    r.add_post("/api/v1/collections/{collection_id}/documents", documents_api.upload_document)
+    r.add_get("/api/v1/collections/{collection_id}/documents", documents_api.list_documents)
+    r.add_get(
+        "/api/v1/collections/{collection_id}/documents/{document_id}", documents_api.get_document
+    )
+    r.add_delete(
+        "/api/v1/collections/{collection_id}/documents/{document_id}",
+        documents_api.delete_document,
+    )
+    r.add_post("/api/v1/collections/{collection_id}/search", search_api.search)
+    r.add_get("/api/v1/tasks/{task_id}", documents_api.get_task)
+    r.add_get("/api/v1/ws", events_socket)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,69 @@
+"""PostgreSQL + pgvector: the connection pool and migrations applied at start."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = resources.files("ingestion") / "migrations"
+# Serialises migrations across replicas starting at once (an arbitrary, fixed number).
+_MIGRATION_LOCK = 4_242_001
+
+Pool = asyncpg.Pool
+
+#: Errors meaning "the database is not reachable right now": retry later, lose nothing.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await register_vector(connection)
+
+
+async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
+    """Apply the SQL files under ingestion/migrations not applied yet, in name order."""
+    await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["name"] for r in await connection.fetch("SELECT name FROM schema_migrations")}
+        applied = []
+        for entry in sorted(_MIGRATIONS.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".sql") or entry.name in done:
+                continue
+            async with connection.transaction():
+                await connection.execute(entry.read_text())
+                await connection.execute(
+                    "INSERT INTO schema_migrations (name) VALUES ($1)", entry.name
+                )
+            log.info("migration applied name=%s", entry.name)
+            applied.append(entry.name)
+        return applied
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+async def connect(database_url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """A pool on a migrated database (the vector extension exists before codecs register)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await apply_migrations(connection)
+    finally:
+        await connection.close()
+    pool = await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool

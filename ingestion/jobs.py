@@ -1,0 +1,80 @@
+"""The ingestion job stream: an extracted document waiting to be chunked and embedded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from embedpipe.streams import StreamEntry
+from ingestion.extract import DocFormat, ExtractedDoc, Section
+from ingestion.keys import IngestionKeys
+
+
+def content_hash(doc: ExtractedDoc, collection: dict[str, Any]) -> str:
+    """What decides whether a re-upload changes anything: the text and how it is embedded."""
+    identity = json.dumps(
+        [
+            collection["model"],
+            collection["chunk_tokens"],
+            collection["overlap_tokens"],
+            [list(s.heading_path) for s in doc.sections],
+            doc.text,
+        ]
+    )
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+def encode_doc(doc: ExtractedDoc) -> bytes:
+    return json.dumps(asdict(doc)).encode()
+
+
+def decode_doc(raw: bytes) -> ExtractedDoc:
+    data = json.loads(raw)
+    return ExtractedDoc(
+        format=DocFormat(data["format"]),
+        text=data["text"],
+        sections=tuple(
+            Section(
+                heading_path=tuple(s["heading_path"]),
+                text=s["text"],
+                start=s["start"],
+                page=s["page"],
+            )
+            for s in data["sections"]
+        ),
+        title=data["title"],
+        page_count=data["page_count"],
+        warnings=tuple(data["warnings"]),
+    )
+
+
+async def enqueue_job(
+    redis: aioredis.Redis,
+    keys: IngestionKeys,
+    task: dict[str, Any],
+    doc: ExtractedDoc,
+    digest: str,
+    metadata: dict[str, Any],
+) -> None:
+    """Put an extracted document on the job stream (never trimmed; entries go once acked)."""
+    await redis.xadd(
+        keys.jobs,
+        {
+            "tenant_id": task["tenant_id"],
+            "task_id": task["task_id"],
+            "collection_id": task["collection_id"],
+            "document_id": task["document_id"],
+            "content_hash": digest,
+            "metadata": json.dumps(metadata),
+            "doc": encode_doc(doc),
+        },
+    )
+
+
+def job_fields(entry: StreamEntry) -> dict[str, str]:
+    """The text fields of a job entry (everything but the document)."""
+    return {k.decode(): v.decode() for k, v in entry.fields.items() if k != b"doc"}

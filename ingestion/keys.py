@@ -1,0 +1,39 @@
+"""Every Redis key and channel name of the Ingestion Service, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WORKER_GROUP = "ingestion-workers"
+
+
+@dataclass(frozen=True)
+class IngestionKeys:
+    prefix: str = "ingestion"
+
+    @property
+    def jobs(self) -> str:
+        """Stream of extracted documents waiting to be chunked and embedded."""
+        return f"{self.prefix}:jobs"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}:jobs:dead"
+
+    def processing(self, consumer: str) -> str:
+        """A consumer's in-flight callbacks (BLMOVE target), emptied once stored."""
+        return f"{self.prefix}:callbacks:processing:{consumer}"
+
+    @property
+    def processing_consumers(self) -> str:
+        """Sorted set: consumer → last heartbeat (ms), to recover a dead consumer's list."""
+        return f"{self.prefix}:callbacks:consumers"
+
+    @property
+    def callbacks_dead_letter(self) -> str:
+        """List of callbacks that could not be parsed, kept for inspection."""
+        return f"{self.prefix}:callbacks:dead"
+
+    def events(self, tenant_id: str) -> str:
+        """Pub/sub channel of one tenant's task events."""
+        return f"{self.prefix}:events:{tenant_id}"

@@ -1,0 +1,384 @@
+"""Every SQL statement of the Ingestion Service. Each takes the tenant first: no query
+reads or writes a row by id alone, so one tenant can never reach another's data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import numpy as np
+from pgvector import Vector
+
+from ingestion.db import Pool
+
+TERMINAL = ("completed", "unchanged", "failed")
+
+
+def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    row = dict(record)
+    for key, value in row.items():
+        if hasattr(value, "isoformat"):
+            row[key] = value.isoformat()
+        elif key == "metadata" and isinstance(value, str):
+            row[key] = json.loads(value)
+    return row
+
+
+def _rows(records: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [r for r in (_row(x) for x in records) if r is not None]
+
+
+# --- collections ------------------------------------------------------------------------
+
+
+async def create_collection(
+    pool: Pool,
+    tenant_id: str,
+    collection_id: str,
+    *,
+    model: str,
+    dimensions: int,
+    chunk_tokens: int,
+    overlap_tokens: int,
+    metadata: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The new collection, or None when the tenant already has one of that id."""
+    async with pool.acquire() as connection:
+        record = await connection.fetchrow(
+            "INSERT INTO collections (tenant_id, collection_id, model, dimensions, chunk_tokens,"
+            " overlap_tokens, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT DO NOTHING RETURNING *",
+            tenant_id, collection_id, model, dimensions, chunk_tokens, overlap_tokens,
+            json.dumps(metadata),
+        )  # fmt: skip
+        # One HNSW index per vector size; a collection's vectors are all of one size.
+        await connection.execute(
+            f"CREATE INDEX IF NOT EXISTS chunks_hnsw_{int(dimensions)} ON chunks USING hnsw "
+            f"((embedding::vector({int(dimensions)})) vector_cosine_ops) "
+            f"WHERE dimensions = {int(dimensions)} AND live"
+        )
+    return _row(record)
+
+
+async def get_collection(pool: Pool, tenant_id: str, collection_id: str) -> dict[str, Any] | None:
+    record = await pool.fetchrow(
+        "SELECT * FROM collections WHERE tenant_id = $1 AND collection_id = $2",
+        tenant_id, collection_id,
+    )  # fmt: skip
+    return _row(record)
+
+
+async def list_collections(pool: Pool, tenant_id: str) -> list[dict[str, Any]]:
+    records = await pool.fetch(
+        "SELECT c.*, (SELECT count(*) FROM documents d WHERE d.tenant_id = c.tenant_id"
+        " AND d.collection_id = c.collection_id) AS document_count"
+        " FROM collections c WHERE tenant_id = $1 ORDER BY collection_id",
+        tenant_id,
+    )
+    return _rows(records)
+
+
+async def delete_collection(pool: Pool, tenant_id: str, collection_id: str) -> bool:
+    """Delete a collection with all its documents, chunks, vectors and tasks."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2",
+            tenant_id, collection_id,
+        )  # fmt: skip
+        await connection.execute(
+            "DELETE FROM tasks WHERE tenant_id = $1 AND collection_id = $2",
+            tenant_id, collection_id,
+        )  # fmt: skip
+        status = await connection.execute(
+            "DELETE FROM collections WHERE tenant_id = $1 AND collection_id = $2",
+            tenant_id, collection_id,
+        )  # fmt: skip
+    return bool(status.endswith(" 1"))
+
+
+# --- documents and tasks -------------------------------------------------------------------
+
+
+async def start_task(
+    pool: Pool,
+    tenant_id: str,
+    collection_id: str,
+    document_id: str,
+    task_id: str,
+    *,
+    filename: str | None,
+    content_type: str | None,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Record an upload: the document (new or existing) and a pending task for it."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "INSERT INTO documents (tenant_id, collection_id, document_id, filename, content_type,"
+            " metadata, status) VALUES ($1, $2, $3, $4, $5, $6, 'pending')"
+            " ON CONFLICT (tenant_id, collection_id, document_id) DO UPDATE SET"
+            " filename = EXCLUDED.filename, content_type = EXCLUDED.content_type,"
+            " metadata = EXCLUDED.metadata, updated_at = now()",
+            tenant_id, collection_id, document_id, filename, content_type, json.dumps(metadata),
+        )  # fmt: skip
+        record = await connection.fetchrow(
+            "INSERT INTO tasks (tenant_id, task_id, collection_id, document_id, status)"
+            " VALUES ($1, $2, $3, $4, 'pending') RETURNING *",
+            tenant_id, task_id, collection_id, document_id,
+        )  # fmt: skip
+    row = _row(record)
+    assert row is not None
+    return row
+
+
+async def get_task(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
+    record = await pool.fetchrow(
+        "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2", tenant_id, task_id
+    )
+    return _row(record)
+
+
+async def set_task_status(
+    pool: Pool, tenant_id: str, task_id: str, status: str, *, chunks_total: int | None = None
+) -> dict[str, Any] | None:
+    """Move a task that has not finished to `status`."""
+    record = await pool.fetchrow(
+        "UPDATE tasks SET status = $3, chunks_total = coalesce($4, chunks_total),"
+        " updated_at = now(),"
+        " finished_at = CASE WHEN $3 = ANY($5::text[]) THEN now() ELSE finished_at END"
+        " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($5::text[]) RETURNING *",
+        tenant_id, task_id, status, chunks_total, list(TERMINAL),
+    )  # fmt: skip
+    return _row(record)
+
+
+async def fail_task(
+    pool: Pool, tenant_id: str, task_id: str, *, error_code: str, error_message: str
+) -> dict[str, Any] | None:
+    """Mark a task failed and drop the chunks it staged; live chunks stay searchable."""
+    async with pool.acquire() as connection, connection.transaction():
+        record = await connection.fetchrow(
+            "UPDATE tasks SET status = 'failed', error_code = $3, error_message = $4,"
+            " updated_at = now(), finished_at = now()"
+            " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($5::text[]) RETURNING *",
+            tenant_id, task_id, error_code, error_message, list(TERMINAL),
+        )  # fmt: skip
+        if record is not None:
+            await connection.execute(
+                "DELETE FROM chunks WHERE tenant_id = $1 AND task_id = $2 AND NOT live",
+                tenant_id, task_id,
+            )  # fmt: skip
+            await connection.execute(
+                "UPDATE documents SET status = 'failed', updated_at = now()"
+                " WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3"
+                " AND current_task_id IS NULL",
+                tenant_id, record["collection_id"], record["document_id"],
+            )  # fmt: skip
+    return _row(record)
+
+
+async def finish_unchanged(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
+    """The upload matched the stored content: nothing to embed."""
+    async with pool.acquire() as connection, connection.transaction():
+        record = await connection.fetchrow(
+            "UPDATE tasks SET status = 'unchanged', updated_at = now(), finished_at = now()"
+            " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($3::text[]) RETURNING *",
+            tenant_id, task_id, list(TERMINAL),
+        )  # fmt: skip
+        if record is not None:
+            await connection.execute(
+                "UPDATE documents SET status = 'completed', updated_at = now()"
+                " WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3",
+                tenant_id, record["collection_id"], record["document_id"],
+            )  # fmt: skip
+    return _row(record)
+
+
+async def current_content_hash(
+    pool: Pool, tenant_id: str, collection_id: str, document_id: str
+) -> str | None:
+    """The content hash of the document's searchable version, if it has one."""
+    value: str | None = await pool.fetchval(
+        "SELECT content_hash FROM documents WHERE tenant_id = $1 AND collection_id = $2"
+        " AND document_id = $3 AND current_task_id IS NOT NULL",
+        tenant_id, collection_id, document_id,
+    )  # fmt: skip
+    return value
+
+
+@dataclass(frozen=True)
+class StagedChunk:
+    chunk_id: str
+    position: int
+    text: str
+    metadata: dict[str, Any]
+
+
+async def stage_chunks(
+    pool: Pool, task: dict[str, Any], chunks: Sequence[StagedChunk], content_hash: str
+) -> None:
+    """Store a task's chunks (not yet searchable) and how many there are. Idempotent."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.executemany(
+            "INSERT INTO chunks (tenant_id, collection_id, document_id, task_id, chunk_id,"
+            " position, text, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (task["tenant_id"], task["collection_id"], task["document_id"], task["task_id"],
+                 c.chunk_id, c.position, c.text, json.dumps(c.metadata))
+                for c in chunks
+            ],
+        )  # fmt: skip
+        await connection.execute(
+            "UPDATE tasks SET chunks_total = $3, content_hash = $5, status = 'embedding',"
+            " updated_at = now()"
+            " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($4::text[])",
+            task["tenant_id"], task["task_id"], len(chunks), list(TERMINAL), content_hash,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What storing a callback's vectors did; `task` is the task afterwards."""
+
+    stored: int
+    task: dict[str, Any] | None
+
+
+async def store_embeddings(
+    pool: Pool,
+    tenant_id: str,
+    task_id: str,
+    vectors: Sequence[tuple[str, Sequence[float]]],
+) -> StoreResult:
+    """Store the vectors of one callback in one transaction; a repeat stores nothing.
+
+    When the task's last chunk is stored the task moves to `storing`; `promote` then
+    makes its chunks the document's searchable ones.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        task = await connection.fetchrow(
+            "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
+            tenant_id, task_id,
+        )  # fmt: skip
+        if task is None or task["status"] in TERMINAL:
+            return StoreResult(0, _row(task))
+        stored = 0
+        for chunk_id, vector in vectors:
+            array = np.asarray(vector, dtype=np.float32)
+            status = await connection.execute(
+                "UPDATE chunks SET embedding = $4, dimensions = $5"
+                " WHERE tenant_id = $1 AND task_id = $2 AND chunk_id = $3 AND embedding IS NULL",
+                tenant_id, task_id, chunk_id, Vector(array), int(array.shape[0]),
+            )  # fmt: skip
+            stored += int(status.rsplit(" ", 1)[1])
+        embedded = task["chunks_embedded"] + stored
+        done = embedded >= task["chunks_total"] > 0
+        record = await connection.fetchrow(
+            "UPDATE tasks SET chunks_embedded = $3, updated_at = now(),"
+            " status = CASE WHEN $4 THEN 'storing' ELSE status END"
+            " WHERE tenant_id = $1 AND task_id = $2 RETURNING *",
+            tenant_id, task_id, embedded, done,
+        )  # fmt: skip
+    return StoreResult(stored, _row(record))
+
+
+async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
+    """Make a fully embedded task's chunks the document's searchable ones, in one
+    transaction with dropping the previous ones: search never sees a half-updated document.
+    Idempotent: a task already completed is returned as it is."""
+    async with pool.acquire() as connection, connection.transaction():
+        task = await connection.fetchrow(
+            "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
+            tenant_id, task_id,
+        )  # fmt: skip
+        if task is None or task["status"] != "storing":
+            return _row(task)
+        key = (tenant_id, task["collection_id"], task["document_id"])
+        await connection.execute(
+            "DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2"
+            " AND document_id = $3 AND task_id <> $4",
+            *key, task_id,
+        )  # fmt: skip
+        await connection.execute(
+            "UPDATE chunks SET live = true WHERE tenant_id = $1 AND task_id = $2",
+            tenant_id, task_id,
+        )  # fmt: skip
+        await connection.execute(
+            "UPDATE documents SET status = 'completed', current_task_id = $4, chunk_count = $5,"
+            " content_hash = $6, updated_at = now()"
+            " WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3",
+            *key, task_id, task["chunks_total"], task["content_hash"],
+        )  # fmt: skip
+        record = await connection.fetchrow(
+            "UPDATE tasks SET status = 'completed', updated_at = now(), finished_at = now()"
+            " WHERE tenant_id = $1 AND task_id = $2 RETURNING *",
+            tenant_id, task_id,
+        )  # fmt: skip
+    return _row(record)
+
+
+async def list_documents(pool: Pool, tenant_id: str, collection_id: str) -> list[dict[str, Any]]:
+    records = await pool.fetch(
+        "SELECT * FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY document_id",
+        tenant_id, collection_id,
+    )  # fmt: skip
+    return _rows(records)
+
+
+async def get_document(
+    pool: Pool, tenant_id: str, collection_id: str, document_id: str
+) -> dict[str, Any] | None:
+    record = await pool.fetchrow(
+        "SELECT * FROM documents WHERE tenant_id = $1 AND collection_id = $2"
+        " AND document_id = $3",
+        tenant_id, collection_id, document_id,
+    )  # fmt: skip
+    return _row(record)
+
+
+async def delete_document(pool: Pool, tenant_id: str, collection_id: str, document_id: str) -> bool:
+    """Delete a document with its chunks and vectors (and its tasks' staged chunks)."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3",
+            tenant_id, collection_id, document_id,
+        )  # fmt: skip
+        status = await connection.execute(
+            "DELETE FROM documents WHERE tenant_id = $1 AND collection_id = $2"
+            " AND document_id = $3",
+            tenant_id, collection_id, document_id,
+        )  # fmt: skip
+    return bool(status.endswith(" 1"))
+
+
+async def search(
+    pool: Pool,
+    tenant_id: str,
+    collection_id: str,
+    query: Sequence[float],
+    *,
+    top_k: int,
+    metadata_filter: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """The `top_k` live chunks nearest to `query` by cosine distance (HNSW index)."""
+    vector = np.asarray(query, dtype=np.float32)
+    dimensions = int(vector.shape[0])
+    async with pool.acquire() as connection, connection.transaction():
+        # The index is searched before the tenant/collection filter applies; a wider
+        # candidate list keeps filtered results complete.
+        await connection.execute(f"SET LOCAL hnsw.ef_search = {max(100, 4 * top_k)}")
+        records = await connection.fetch(
+            f"SELECT document_id, chunk_id, position, text, metadata,"
+            f" 1 - (embedding::vector({dimensions}) <=> $3) AS score"
+            f" FROM chunks WHERE tenant_id = $1 AND collection_id = $2 AND live"
+            f" AND dimensions = {dimensions} AND ($4::jsonb IS NULL OR metadata @> $4::jsonb)"
+            f" ORDER BY embedding::vector({dimensions}) <=> $3 LIMIT $5",
+            tenant_id, collection_id, Vector(vector),
+            None if metadata_filter is None else json.dumps(metadata_filter), top_k,
+        )  # fmt: skip
+    return _rows(records)

@@ -1,0 +1,232 @@
+"""The ingestion worker: extracted documents → chunks → embedding requests.
+
+Jobs come from the `ingestion:jobs` stream with the same at-least-once discipline as the
+embedding worker (consumer group, XAUTOCLAIM after a silent consumer, dead-letter after
+too many deliveries). Re-running a job is harmless: chunk rows are inserted once, and the
+Embedding Service deduplicates a repeated request. The same process also consumes the
+callbacks (`ingestion/callbacks.py`) that finish the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import aiohttp
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+from tokenizers import Tokenizer
+
+from embedding.providers.local import model_files
+from embedding.settings import DEFAULT_MODEL, ModelSpec
+from embedpipe.redis_conn import RETRYABLE_ERRORS
+from embedpipe.streams import StreamConsumer, StreamEntry
+from ingestion import store
+from ingestion.chunking import Chunk, Chunker
+from ingestion.db import DATABASE_UNAVAILABLE, Pool
+from ingestion.embedding_client import EmbeddingClient
+from ingestion.errors import IngestionError, IngestionErrorCode
+from ingestion.events import publish
+from ingestion.jobs import decode_doc, job_fields
+from ingestion.keys import WORKER_GROUP, IngestionKeys
+from ingestion.settings import IngestionSettings
+
+log = logging.getLogger(__name__)
+
+
+def load_tokenizer() -> Tokenizer:
+    """The tokenizer chunk sizes are measured with: the bundled local model's.
+
+    It is exact for that model; for others (e.g. OpenAI's, whose vocabulary cannot be
+    loaded offline) it is a close stand-in, and their windows are far larger anyway.
+    """
+    _model, tokenizer_path = model_files(ModelSpec(name=DEFAULT_MODEL, provider="local"))
+    return Tokenizer.from_file(str(tokenizer_path))
+
+
+class IngestionWorker:
+    """One consumer of the ingestion job stream."""
+
+    def __init__(
+        self,
+        settings: IngestionSettings,
+        redis: aioredis.Redis,
+        pool: Pool,
+        client: EmbeddingClient,
+        tokenizer: Tokenizer,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.pool = pool
+        self.client = client
+        self.tokenizer = tokenizer
+        self.keys = IngestionKeys(settings.key_prefix)
+        self.consumer = StreamConsumer(
+            redis,
+            stream=self.keys.jobs,
+            group=WORKER_GROUP,
+            consumer=settings.consumer_name,
+            claim_idle_ms=settings.claim_idle_ms,
+            read_count=4,
+            block_ms=1000,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.consumer.ensure_group()
+        log.info("ingestion worker started consumer=%s", self.consumer.consumer)
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                entries: list[StreamEntry] = []
+                if time.monotonic() >= next_claim:
+                    entries = await self.consumer.claim_stale()
+                    next_claim = 0.0 if entries else time.monotonic() + 1.0
+                if not entries:
+                    entries = await self.consumer.read_new()
+                for entry in entries:
+                    async with self.consumer.keep_alive([entry.entry_id]):
+                        await self.process(entry)
+            except RETRYABLE_ERRORS as exc:
+                log.warning("redis unavailable, retrying in 1s error=%s", exc)
+                await asyncio.sleep(1.0)
+            except DATABASE_UNAVAILABLE as exc:
+                log.warning("database unavailable, job kept for later error=%s", exc)
+                await asyncio.sleep(1.0)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.consumer.ensure_group()
+        log.info("ingestion worker stopped consumer=%s", self.consumer.consumer)
+
+    async def _finish(self, entry: StreamEntry) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.jobs, WORKER_GROUP, entry.entry_id)
+            pipe.xdel(self.keys.jobs, entry.entry_id)
+            await pipe.execute()
+
+    async def process(self, entry: StreamEntry) -> None:
+        """Chunk a document and send its chunks; the callbacks finish the task."""
+        try:
+            fields = job_fields(entry)
+            tenant, task_id = fields["tenant_id"], fields["task_id"]
+        except (KeyError, UnicodeDecodeError):
+            log.error("unreadable ingestion job dropped entry_id=%s", entry.entry_id)
+            await self.redis.xadd(self.keys.dead_letter, dict(entry.fields.items()))
+            await self._finish(entry)
+            return
+        if entry.deliveries > self.settings.max_deliveries:
+            await self._fail(
+                tenant, task_id, IngestionErrorCode.UNAVAILABLE,
+                f"gave up after {entry.deliveries} deliveries",
+            )  # fmt: skip
+            await self.redis.xadd(self.keys.dead_letter, dict(entry.fields.items()))
+            await self._finish(entry)
+            return
+        try:
+            await self._ingest(fields, entry.fields[b"doc"])
+        except IngestionError as exc:
+            await self._fail(tenant, task_id, exc.code, exc.message)
+        await self._finish(entry)
+
+    async def _fail(self, tenant: str, task_id: str, code: str, message: str) -> None:
+        failed = await store.fail_task(
+            self.pool, tenant, task_id, error_code=str(code), error_message=message
+        )
+        if failed is not None:
+            await publish(self.redis, self.keys, failed)
+            log.warning("task failed task_id=%s code=%s error=%s", task_id, code, message)
+
+    async def _ingest(self, fields: dict[str, str], raw_doc: bytes) -> None:
+        tenant, task_id = fields["tenant_id"], fields["task_id"]
+        task = await store.get_task(self.pool, tenant, task_id)
+        if task is None or task["status"] in store.TERMINAL:
+            return
+        collection = await store.get_collection(self.pool, tenant, fields["collection_id"])
+        if collection is None:
+            raise IngestionError(IngestionErrorCode.NOT_FOUND, "the collection was deleted")
+        digest = fields["content_hash"]
+        current = await store.current_content_hash(
+            self.pool, tenant, fields["collection_id"], fields["document_id"]
+        )
+        if current == digest:
+            unchanged = await store.finish_unchanged(self.pool, tenant, task_id)
+            if unchanged is not None:
+                await publish(self.redis, self.keys, unchanged)
+                log.info("document unchanged task_id=%s", task_id)
+            return
+        chunking = await store.set_task_status(self.pool, tenant, task_id, "chunking")
+        if chunking is not None:
+            await publish(self.redis, self.keys, chunking)
+        chunker = Chunker(self.tokenizer, collection["chunk_tokens"], collection["overlap_tokens"])
+        doc = decode_doc(raw_doc)
+        chunks = await asyncio.to_thread(chunker.chunk, doc, fields["document_id"])
+        if not chunks:
+            raise IngestionError(IngestionErrorCode.UNPROCESSABLE, "the document has no text")
+        extra = json.loads(fields.get("metadata", "{}"))
+        staged = [
+            store.StagedChunk(c.chunk_id, c.position, c.text, {**extra, **c.metadata})
+            for c in chunks
+        ]
+        await store.stage_chunks(self.pool, task, staged, digest)
+        embedding = await store.get_task(self.pool, tenant, task_id)
+        if embedding is not None:
+            await publish(self.redis, self.keys, embedding)
+        await self._send(fields, collection["model"], chunks, staged)
+
+    async def _send(
+        self,
+        fields: dict[str, str],
+        model: str,
+        chunks: list[Chunk],
+        staged: list[store.StagedChunk],
+    ) -> None:
+        """Send the chunks in bounded requests, all under the one task."""
+        size = self.settings.request_chunks
+        for start in range(0, len(chunks), size):
+            part = [
+                {"chunk_id": s.chunk_id, "text": s.text, "metadata": s.metadata}
+                for s in staged[start : start + size]
+            ]
+            await self.client.generate_embeddings(
+                tenant_id=fields["tenant_id"],
+                collection_id=fields["collection_id"],
+                document_id=fields["document_id"],
+                task_id=fields["task_id"],
+                model=model,
+                chunks=part,
+                callback_queue=self.settings.callback_queue,
+            )
+        log.info(
+            "chunks sent task_id=%s chunks=%d requests=%d",
+            fields["task_id"], len(chunks), -(-len(chunks) // size),
+        )  # fmt: skip
+
+
+async def run_worker(settings: IngestionSettings, stop: asyncio.Event) -> None:
+    """The job consumer and the callback consumer of one worker process."""
+    from embedpipe.redis_conn import connect as connect_redis
+    from ingestion.callbacks import CallbackConsumer
+    from ingestion.db import connect as connect_db
+
+    pool = await connect_db(settings.database_url)
+    redis = connect_redis(settings.redis_url)
+    tokenizer = await asyncio.to_thread(load_tokenizer)
+    keys = IngestionKeys(settings.key_prefix)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = EmbeddingClient(
+                session, settings.embedding_service_url, settings.service_key,
+                timeout_s=settings.request_timeout_s,
+            )  # fmt: skip
+            worker = IngestionWorker(settings, redis, pool, client, tokenizer)
+            callbacks = CallbackConsumer(
+                redis, pool, keys,
+                queue=settings.callback_queue, consumer=settings.consumer_name,
+                dead_after_ms=settings.claim_idle_ms,
+            )  # fmt: skip
+            await asyncio.gather(worker.run(stop), callbacks.run(stop))
+    finally:
+        await redis.aclose()
+        await pool.close()

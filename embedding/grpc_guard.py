@@ -7,23 +7,23 @@ and reflection stay open; every EmbeddingService method is guarded.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
 from embedding.errors import EmbeddingError, ErrorCode
-from embedding.grpc_errors import Handler
+from embedding.grpc_errors import Handler, UnaryWrapInterceptor
 from embedding.rate_limit import RateLimiter
 from embedpipe.auth import SERVICE_TENANT, KeyStore, key_from_headers
 
 ANONYMOUS = "anonymous"
 
 
-class GuardInterceptor(grpc.aio.ServerInterceptor):
+class GuardInterceptor(UnaryWrapInterceptor):
     """Authenticates, checks the request's tenant_id against the key's, rate-limits."""
 
     def __init__(self, service_name: str, keys: KeyStore, limiter: RateLimiter | None) -> None:
+        super().__init__()
         self.prefix = f"/{service_name}/"
         self.keys = keys
         self.limiter = limiter
@@ -51,30 +51,17 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             )
         return tenant
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or handler.unary_unary is None or not method.startswith(self.prefix):
-            return handler
-        metadata = {
-            k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)
-        }
-        behavior = cast(Handler, handler.unary_unary)
+    def wrap(self, behavior: Handler, method: str) -> Handler | None:
+        if not method.startswith(self.prefix):
+            return None  # health and reflection stay open
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            metadata = {
+                k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+            }
             tenant = self.tenant_of(metadata, request)
             if self.limiter is not None:
                 await self.limiter.take(tenant)
             return await behavior(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return guarded

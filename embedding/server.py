@@ -62,7 +62,9 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         )
         request.model = self.registry.resolve_name(request.model)
         accepted = await self.queue.enqueue(request)
-        log.info(
+        # DEBUG: at a thousand jobs a second an INFO line each is a real share of the CPU;
+        # the worker logs every job it finishes at INFO.
+        log.debug(
             "job accepted job_id=%s task_id=%s tenant_id=%s document_id=%s chunks=%d "
             "model=%s deduplicated=%s",
             accepted.job_id,

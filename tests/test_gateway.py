@@ -226,10 +226,12 @@ async def test_embedding_server_down_is_503_with_retry_after(
 
 
 async def test_a_spent_time_budget_is_504(gateway: str, http: aiohttp.ClientSession) -> None:
-    headers = {**bearer("tenant-a"), "X-Request-Timeout": "0.000001"}
-    async with http.post(gateway + GENERATE, json=seed_payload(), headers=headers) as r:
+    headers = {**bearer("tenant-a"), "X-Request-Timeout": "0.05"}
+    # About a second of model time (valid input): far beyond the 50 ms budget.
+    slow = {"model": "all-MiniLM-L6-v2", "input": [" ".join(SENTENCES)] * 96}
+    async with http.post(gateway + "/v1/embeddings", json=slow, headers=headers) as r:
         assert r.status == 504
-        assert (await r.json())["error"]["status"] == "DEADLINE_EXCEEDED"
+        assert (await r.json())["error"]["code"] == "deadline_exceeded"
     headers["X-Request-Timeout"] = "soon"
     async with http.post(gateway + GENERATE, json=seed_payload(), headers=headers) as r:
         assert r.status == 400

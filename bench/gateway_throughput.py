@@ -1,0 +1,716 @@
+"""Gateway throughput and latency, side by side with a bare aiohttp handler answering 202.
+
+Everything runs on loopback in one run, on a private redis-server (no worker: accepted jobs
+just wait in the stream, which is what "accepted" measures):
+
+* the embedding server, `python -m embedding serve` (API key on, rate limit off, a backlog
+  bound too large to be reached), and the gateway, `python -m gateway`, as child processes;
+* a bare aiohttp app as a child process (this module with `--bare-server PORT`) that reads the
+  body and answers 202 with a small JSON on the same path: the floor of any aiohttp service.
+
+Phase 1, closed loop at full speed: Debian's `wrk` (-t2 -c<connections>, after a short
+warm-up) POSTs seed-shaped JSON (3 chunks of ~50 words, a unique task_id per request, so no
+request takes the dedupe path) with `Authorization: Bearer`, first to the bare app, then to
+the gateway. Only 202s count as accepted; every other status and socket error is printed.
+Also printed: the CPU time each process spent per accepted request.
+
+Phase 2, open loop at a fixed rate (Debian has no wrk2): a load generator child (this module
+with `--open-loop URL`) starts each request on a fixed schedule whatever the answers, and
+measures latency from the scheduled start, so a stall is not hidden (no coordinated
+omission). At the target's half rate (500/s) against both servers, then at half the
+gateway's measured maximum if that differs by more than 10%.
+
+Targets: >= 1,000 accepted/s; p99 <= 20 ms at 500/s. Exits 0 whatever the figures, 1 if the
+run broke (a server did not start, the gateway accepted nothing), 130 on Ctrl-C.
+
+    .venv/bin/python -m bench.gateway_throughput [--duration 10] [--connections 16]
+                                                 [--threads 2] [--rate 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+GENERATE_PATH = "/api/v1/embeddings/generate"
+TENANT = "bench"
+API_KEY = "bench-key-not-secret"
+CALLBACK_QUEUE = "bench:callbacks:embedding"
+TASK_PLACEHOLDER = "__TASK_ID__"
+ACCEPTED_TARGET = 1000.0
+P99_TARGET_MS = 20.0
+HALF_RATE = ACCEPTED_TARGET / 2
+WARMUP_S = 2
+REQUEST_TIMEOUT_S = 10
+START_TIMEOUT_S = 120.0
+#: Connections the open-loop generator may open; more requests than that wait their turn,
+#: which shows in their latency, measured from the scheduled start.
+OPEN_LOOP_MAX_CONNECTIONS = 256
+
+
+# --- payload --------------------------------------------------------------------------
+
+
+def seed_body(words: int = 50) -> tuple[str, str]:
+    """A seed-shaped JSON body split around its task_id: (prefix, suffix)."""
+    # Imported here: the bare server and the load generator children need none of it.
+    from bench.worker_throughput import make_chunks
+
+    payload = {
+        "document_id": "bench-doc",
+        "collection_id": "bench-col",
+        "tenant_id": TENANT,
+        "chunks": [
+            {"chunk_id": f"bench-doc:{i}", "text": text, "metadata": {"position": i}}
+            for i, text in enumerate(make_chunks(3, words))
+        ],
+        "model": "all-MiniLM-L6-v2",
+        "task_id": TASK_PLACEHOLDER,
+        "callback_queue": CALLBACK_QUEUE,
+    }
+    prefix, suffix = json.dumps(payload).split(TASK_PLACEHOLDER)
+    return prefix, suffix
+
+
+def request_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+
+# --- the bare server (a child: --bare-server PORT) ------------------------------------
+
+
+def run_bare_server(port: int) -> None:
+    """An aiohttp app answering 202 to POSTs on the gateway's path, until SIGTERM/SIGINT."""
+    from aiohttp import web
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"job_id": "bare", "status": "accepted"}, status=202)
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready"})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post(GENERATE_PATH, accept)
+    app.router.add_get("/readyz", ready)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+# --- the open-loop load generator (a child: --open-loop URL) --------------------------
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted values (0 for none)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, -(-len(sorted_values) * p // 100))
+    return sorted_values[int(rank) - 1]
+
+
+async def open_loop(
+    url: str, rate: float, duration_s: float, warmup_s: float, tag: str, body: tuple[str, str]
+) -> dict[str, Any]:
+    """Start a request every 1/rate s for warmup+duration; stats of the measured ones."""
+    import aiohttp
+
+    prefix, suffix = body
+    headers = request_headers()
+    latencies: list[float] = []
+    lags: list[float] = []
+    statuses: Counter[str] = Counter()
+    total = round((warmup_s + duration_s) * rate)
+    first_measured = round(warmup_s * rate)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    connector = aiohttp.TCPConnector(limit=OPEN_LOOP_MAX_CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        loop = asyncio.get_running_loop()
+
+        async def one(index: int, scheduled: float) -> None:
+            data = f"{prefix}{tag}-{index}{suffix}".encode()
+            try:
+                async with session.post(url, data=data, headers=headers) as response:
+                    await response.read()
+                    status = str(response.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status = type(exc).__name__
+            if index >= first_measured:
+                # From the scheduled start: a late start is the server's (or our) delay too.
+                latencies.append(loop.time() - scheduled)
+                statuses[status] += 1
+
+        tasks: set[asyncio.Task[None]] = set()
+        start = loop.time() + 0.05
+        for index in range(total):
+            scheduled = start + index / rate
+            delay = scheduled - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if index >= first_measured:
+                lags.append(max(0.0, loop.time() - scheduled))
+            task = asyncio.create_task(one(index, scheduled))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        measured_end = loop.time()
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    lags.sort()
+    return {
+        "sent": len(latencies),
+        "send_rate": len(latencies) / max(1e-9, measured_end - (start + warmup_s)),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": (latencies[-1] if latencies else 0.0) * 1000,
+        "lag_p99_ms": percentile(lags, 99) * 1000,
+        "statuses": dict(statuses),
+    }
+
+
+# --- child processes ------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Children:
+    """The servers this run started; stopped in reverse order (SIGTERM, then SIGKILL)."""
+
+    workdir: Path
+    started: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
+            process = subprocess.Popen(
+                args,
+                env=env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        child = Child(name, process, log)
+        self.started.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in reversed(self.started):
+            if child.process.poll() is None:
+                child.process.terminate()
+        for child in reversed(self.started):
+            try:
+                child.process.wait(15)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        self.started.clear()
+
+
+def run_collecting(args: list[str], timeout_s: float) -> str:
+    """Run a load generator in its own session to the end; its stdout (SIGKILL on error)."""
+    process = subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"{args[0]} exited with {process.returncode}:\n{err.decode()}")
+    return out.decode()
+
+
+def _wait(child: Child, ready: Callable[[], bool], what: str) -> None:
+    """Until `ready()` is true; fails early if the child exits."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise RuntimeError(
+                f"{child.name} exited with {child.process.returncode}:\n{child.tail()}"
+            )
+        if ready():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{child.name}: {what} not seen in {START_TIMEOUT_S:.0f}s\n{child.tail()}")
+
+
+def grpc_serving(target: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Stack:
+    redis_pid: int
+    embedding: Child
+    gateway: Child
+    bare: Child
+    gateway_url: str
+    bare_url: str
+
+
+def start_stack(children: Children, redis_url: str, redis_pid: int) -> Stack:
+    from embedpipe.auth import hash_key
+    from embedpipe.redis_server import free_port
+
+    prefixes = ("EMBEDDING_", "REDIS_", "GATEWAY_", "EMBEDPIPE_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    base.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", REDIS_URL=redis_url)
+    grpc_port, gateway_port, bare_port = free_port(), free_port(), free_port()
+    grpc_target = f"127.0.0.1:{grpc_port}"
+    embedding = children.start(
+        "embedding",
+        [sys.executable, "-m", "embedding", "serve"],
+        {
+            **base,
+            "EMBEDDING_GRPC_PORT": str(grpc_port),
+            "EMBEDPIPE_API_KEYS": f"{TENANT}:{hash_key(API_KEY)}",
+            "EMBEDDING_RATE_LIMIT_PER_S": "0",
+            "EMBEDDING_MAX_BACKLOG": "10000000",
+        },
+    )
+    gateway = children.start(
+        "gateway",
+        [sys.executable, "-m", "gateway"],
+        {**base, "GATEWAY_PORT": str(gateway_port), "EMBEDDING_GRPC_TARGET": grpc_target},
+    )
+    bare = children.start(
+        "bare",
+        [sys.executable, "-m", "bench.gateway_throughput", "--bare-server", str(bare_port)],
+        base,
+    )
+    _wait(embedding, lambda: grpc_serving(grpc_target), "gRPC health SERVING")
+    gateway_base = f"http://127.0.0.1:{gateway_port}"
+    bare_base = f"http://127.0.0.1:{bare_port}"
+    _wait(gateway, lambda: http_ready(gateway_base + "/readyz"), "GET /readyz 200")
+    _wait(bare, lambda: http_ready(bare_base + "/readyz"), "GET /readyz 200")
+    return Stack(
+        redis_pid, embedding, gateway, bare, gateway_base + GENERATE_PATH, bare_base + GENERATE_PATH
+    )
+
+
+# --- phase 1: wrk ---------------------------------------------------------------------
+
+_WRK_SCRIPT = """
+-- Seed-shaped POSTs, a unique task_id each; counts statuses; prints one BENCH line.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer @KEY@"
+local prefix = [==[@PREFIX@]==]
+local suffix = [==[@SUFFIX@]==]
+local tag = "run"
+local counter = 0
+local threads = {}
+local thread_count = 0
+codes = {}
+
+function setup(thread)
+  thread_count = thread_count + 1
+  thread:set("tid", thread_count)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  tag = args[1] or "run"
+end
+
+function request()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, prefix .. tag .. "-" .. tid .. "-" .. counter .. suffix)
+end
+
+function response(status, headers, body)
+  codes[status] = (codes[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("codes")) do
+      total[status] = (total[status] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(total) do
+    table.insert(parts, status .. ":" .. n)
+  end
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH duration_us=%.0f requests=%.0f p50_us=%.0f p99_us=%.0f max_us=%.0f "
+      .. "connect=%.0f read=%.0f write=%.0f timeout=%.0f codes=%s\\n",
+    summary.duration, summary.requests, latency:percentile(50), latency:percentile(99),
+    latency.max, e.connect, e.read, e.write, e.timeout, table.concat(parts, ",")))
+end
+"""
+
+
+def wrk_script(body: tuple[str, str]) -> str:
+    prefix, suffix = body
+    if "]==]" in prefix + suffix:
+        raise ValueError("the body cannot be a Lua long string")
+    return (
+        _WRK_SCRIPT.replace("@KEY@", API_KEY)
+        .replace("@PREFIX@", prefix)
+        .replace("@SUFFIX@", suffix)
+    )
+
+
+@dataclass
+class WrkResult:
+    seconds: float
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    codes: dict[int, int]
+    socket_errors: dict[str, int]
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def accepted_per_s(self) -> float:
+        return self.codes.get(202, 0) / self.seconds
+
+    @property
+    def not_accepted(self) -> int:
+        return sum(n for code, n in self.codes.items() if code != 202) + sum(
+            self.socket_errors.values()
+        )
+
+
+def parse_wrk(output: str) -> WrkResult:
+    line = next((ln for ln in output.splitlines() if ln.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"no BENCH line in wrk's output:\n{output}")
+    values = dict(item.split("=", 1) for item in line.split()[1:])
+    codes = {
+        int(status): int(n)
+        for status, n in (pair.split(":") for pair in values["codes"].split(",") if pair)
+    }
+    return WrkResult(
+        seconds=float(values["duration_us"]) / 1e6,
+        requests=int(values["requests"]),
+        p50_ms=float(values["p50_us"]) / 1000,
+        p99_ms=float(values["p99_us"]) / 1000,
+        max_ms=float(values["max_us"]) / 1000,
+        codes=codes,
+        socket_errors={
+            k: int(values[k]) for k in ("connect", "read", "write", "timeout") if int(values[k])
+        },
+    )
+
+
+def run_wrk(
+    wrk: str, script: Path, url: str, *, threads: int, connections: int, seconds: int, tag: str
+) -> str:
+    args = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={REQUEST_TIMEOUT_S}s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        tag,
+    ]
+    return run_collecting(args, seconds + REQUEST_TIMEOUT_S + 30)
+
+
+def closed_loop(
+    wrk: str,
+    script: Path,
+    url: str,
+    args: argparse.Namespace,
+    tag: str,
+    watched: dict[str, int],
+) -> WrkResult:
+    """A warm-up, then the measured wrk run; CPU seconds of the `watched` pids during it."""
+    run_wrk(
+        wrk, script, url, threads=args.threads, connections=args.connections,
+        seconds=WARMUP_S, tag=f"{tag}-warm",
+    )  # fmt: skip
+    before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    self_before = os.times()
+    output = run_wrk(
+        wrk, script, url, threads=args.threads, connections=args.connections,
+        seconds=args.duration, tag=tag,
+    )  # fmt: skip
+    self_after = os.times()
+    result = parse_wrk(output)
+    result.cpu_s = {name: cpu_seconds(pid) - before[name] for name, pid in watched.items()}
+    # wrk was our child: its CPU time shows in our children's times once it is reaped.
+    result.cpu_s["wrk"] = (self_after.children_user + self_after.children_system) - (
+        self_before.children_user + self_before.children_system
+    )
+    return result
+
+
+# --- phase 2: the open-loop child -----------------------------------------------------
+
+
+@dataclass
+class OpenLoopResult:
+    rate: float
+    sent: int
+    send_rate: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    lag_p99_ms: float
+    statuses: dict[str, int]
+
+    @property
+    def not_accepted(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status != "202")
+
+
+def run_open_loop(url: str, rate: float, seconds: int, body_file: Path, tag: str) -> OpenLoopResult:
+    args = [
+        sys.executable, "-m", "bench.gateway_throughput", "--open-loop", url,
+        "--rate", str(rate), "--duration", str(seconds), "--body-file", str(body_file),
+        "--tag", tag,
+    ]  # fmt: skip
+    output = run_collecting(args, seconds + WARMUP_S + REQUEST_TIMEOUT_S + 60)
+    data = json.loads(output.strip().splitlines()[-1])
+    return OpenLoopResult(rate=rate, **data)
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _codes(counts: dict[Any, int]) -> str:
+    return " ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])))
+
+
+def report(
+    args: argparse.Namespace,
+    bare: WrkResult,
+    gateway: WrkResult,
+    fixed: list[tuple[str, OpenLoopResult]],
+) -> None:
+    ratio = gateway.accepted_per_s / bare.accepted_per_s if bare.accepted_per_s else 0.0
+    print()
+    print(
+        f"phase 1: closed loop, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
+        f"{os.cpu_count()} CPUs shared by all processes"
+    )
+    header = f"{'':<28}{'accepted/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'not 202':>9}  target"
+    print(header)
+    for name, r, target in (
+        ("bare aiohttp 202", bare, ""),
+        (
+            "gateway",
+            gateway,
+            f">= {ACCEPTED_TARGET:,.0f}/s  {_verdict(gateway.accepted_per_s >= ACCEPTED_TARGET)}",
+        ),
+    ):
+        print(
+            f"{name:<28}{r.accepted_per_s:>11.1f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.not_accepted:>9}  {target}".rstrip()
+        )
+    print(f"{'ratio gateway/bare':<28}{ratio:>11.3f}")
+    for name, r in (("bare", bare), ("gateway", gateway)):
+        other = {k: v for k, v in r.codes.items() if k != 202}
+        if other or r.socket_errors:
+            print(f"  {name}: other statuses {_codes(other)} socket errors {r.socket_errors}")
+    accepted = gateway.codes.get(202, 0)
+    if accepted:
+        per = "  ".join(f"{k} {v / accepted * 1e6:.0f}" for k, v in gateway.cpu_s.items())
+        print(f"  gateway run, CPU us per accepted request: {per}")
+        share = "  ".join(f"{k} {v / gateway.seconds:.2f}" for k, v in gateway.cpu_s.items())
+        print(f"  gateway run, CPUs busy: {share}")
+
+    print()
+    print(
+        f"phase 2: open loop at a fixed rate, {args.duration}s measured after {WARMUP_S}s, "
+        "latency from the scheduled start"
+    )
+    print(f"{'':<28}{'sent/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'not 202':>9}  target")
+    for name, o in fixed:
+        target = ""
+        if name.startswith("gateway") and o.rate == args.rate:
+            target = f"p99 <= {P99_TARGET_MS:.0f} ms  {_verdict(o.p99_ms <= P99_TARGET_MS)}"
+        print(
+            f"{name:<28}{o.send_rate:>11.1f}{o.p50_ms:>9.2f}{o.p99_ms:>9.2f}"
+            f"{o.not_accepted:>9}  {target}".rstrip()
+        )
+    for name, o in fixed:
+        refused = {k: v for k, v in o.statuses.items() if k != "202"}
+        if refused:
+            print(f"  {name}: other statuses {_codes(refused)}")
+        if o.lag_p99_ms > 5.0:
+            print(f"  {name}: the generator started late, p99 {o.lag_p99_ms:.1f} ms")
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def bench(args: argparse.Namespace, wrk: str) -> int:
+    from embedpipe.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        workdir = Path(tmp)
+        body = seed_body()
+        body_file = workdir / "body.json"
+        body_file.write_text(json.dumps(list(body)))
+        script = workdir / "generate.lua"
+        script.write_text(wrk_script(body))
+        children = Children(workdir)
+        server = RedisServer(workdir / "redis", appendonly=False)
+        try:
+            server.start()
+            assert server.process is not None
+            stack = start_stack(children, server.url, server.process.pid)
+            print("servers ready", flush=True)
+            run = f"b{os.getpid()}"
+            watched = {
+                "gateway": stack.gateway.process.pid,
+                "embedding": stack.embedding.process.pid,
+                "redis": stack.redis_pid,
+            }
+            bare = closed_loop(wrk, script, stack.bare_url, args, f"{run}-bare", {})
+            print(f"bare: {bare.accepted_per_s:.1f} accepted/s", flush=True)
+            gateway = closed_loop(wrk, script, stack.gateway_url, args, f"{run}-gw", watched)
+            print(f"gateway: {gateway.accepted_per_s:.1f} accepted/s", flush=True)
+            if not gateway.codes.get(202):
+                print(f"the gateway accepted nothing: {_codes(gateway.codes)}")
+                for child in (stack.gateway, stack.embedding):
+                    print(f"--- {child.name} log ---\n{child.tail()}")
+                return 1
+
+            plans = [("bare", stack.bare_url, args.rate), ("gateway", stack.gateway_url, args.rate)]
+            half_measured = round(gateway.accepted_per_s / 2)
+            if abs(half_measured - args.rate) > 0.1 * args.rate:
+                plans.append(("gateway", stack.gateway_url, float(half_measured)))
+            fixed: list[tuple[str, OpenLoopResult]] = []
+            for name, url, rate in plans:
+                label = f"{name} at {rate:.0f}/s"
+                result = run_open_loop(
+                    url, rate, args.duration, body_file, f"{run}-{name}-{rate:.0f}"
+                )
+                print(f"{label}: p99 {result.p99_ms:.2f} ms", flush=True)
+                fixed.append((label, result))
+            report(args, bare, gateway, fixed)
+        finally:
+            children.stop_all()
+            server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gateway_throughput", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--rate", type=float, default=HALF_RATE, help="fixed rate, per s (500)")
+    # The children this module starts as itself.
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--open-loop", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--body-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="run", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.bare_server is not None:
+        run_bare_server(args.bare_server)
+        return 0
+    if min(args.duration, args.connections, args.threads) < 1 or args.rate <= 0:
+        parser.error("all numbers must be positive")
+    if args.open_loop is not None:
+        if args.body_file is None:
+            parser.error("--open-loop needs --body-file")
+        prefix, suffix = json.loads(args.body_file.read_text())
+        result = asyncio.run(
+            open_loop(
+                args.open_loop, args.rate, args.duration, WARMUP_S, args.tag, (prefix, suffix)
+            )
+        )
+        print(json.dumps(result))
+        return 0
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 1
+    # Also when started from a script (which ignores SIGINT for background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return bench(args, wrk)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,10 @@
 """`python -m embedpipe.stack` (or `make up`): the whole stack on embedded defaults.
 
-Starts a private redis-server (append-only, data under `EMBEDPIPE_DATA_DIR`) unless
-`REDIS_URL` is set, then the embedding server, `EMBEDDING_WORKERS` workers and the HTTP
-gateway, all on the bundled local model: no vendor key, no network. Unless API keys are
+Starts a private redis-server (append-only) and a private PostgreSQL with pgvector, data
+under `EMBEDPIPE_DATA_DIR`, unless `REDIS_URL` / `DATABASE_URL` are set; then the embedding
+server, `EMBEDDING_WORKERS` workers, the HTTP gateway, the ingestion API and
+`INGESTION_WORKERS` ingestion workers, all on the bundled local model: no vendor key, no
+network. Unless API keys are
 configured, it makes a dev key for tenant "default" (kept in the data folder, so it stays
 the same across starts). It waits until every service is ready, prints where things are
 and the key, restarts a service that dies, and on Ctrl-C or SIGTERM stops everything
@@ -21,14 +23,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedpipe.auth import hash_key, new_key
+from embedpipe.auth import SERVICE_TENANT, hash_key, new_key
 from embedpipe.envconfig import ConfigError, env_int, env_str
 from embedpipe.logs import configure_logging
 from embedpipe.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 log = logging.getLogger("embedpipe.stack")
 
@@ -80,9 +86,9 @@ def _wait_http_ready(url: str, timeout_s: float) -> bool:
     return False
 
 
-def _dev_key(data_dir: Path) -> str:
-    """The stack's dev API key, made once and kept (owner-readable only) in `data_dir`."""
-    path = data_dir / "dev-api-key"
+def _kept_key(data_dir: Path, name: str) -> str:
+    """An API key made once and kept (owner-readable only) in `data_dir/name`."""
+    path = data_dir / name
     if path.is_file():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +96,53 @@ def _dev_key(data_dir: Path) -> str:
     path.touch(mode=0o600)
     path.write_text(key + "\n")
     return key
+
+
+def _start_postgres(directory: Path) -> PostgresServer:
+    """A private PostgreSQL 16 with pgvector (the pgserver package), data kept in `directory`."""
+    # platformdirs, used by pgserver, warns without XDG_RUNTIME_DIR.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(directory.parent / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    from pgserver.postgres_server import get_server
+
+    directory.mkdir(parents=True, exist_ok=True)
+    return get_server(directory, cleanup_mode="stop")
+
+
+def _services(workers: int, ingestion_workers: int) -> list[Service]:
+    return [
+        Service("embedding-server", ["-m", "embedding", "serve"]),
+        *(
+            Service(f"embedding-worker-{i + 1}", ["-m", "embedding", "worker"])
+            for i in range(workers)
+        ),
+        Service("gateway", ["-m", "gateway"]),
+        Service("ingestion-api", ["-m", "ingestion", "api"]),
+        *(
+            Service(f"ingestion-worker-{i + 1}", ["-m", "ingestion", "worker"])
+            for i in range(ingestion_workers)
+        ),
+    ]
+
+
+def _banner(env: dict[str, str], data_dir: Path, dev_key: str | None, own_pg: bool) -> str:
+    """What a user needs to start using the stack."""
+    keys = (
+        f'{dev_key}  (tenant "{DEV_TENANT}"; kept in {data_dir / "dev-api-key"})'
+        if dev_key
+        else "from EMBEDPIPE_API_KEYS / EMBEDPIPE_API_KEYS_FILE"
+    )
+    postgres = f"private, data in {data_dir / 'postgres'}" if own_pg else "DATABASE_URL"
+    rows = [
+        ("ingestion API", f"http://127.0.0.1:{env['INGESTION_PORT']}"),
+        ("HTTP gateway", env["EMBEDDING_SERVICE_URL"]),
+        ("gRPC EmbeddingService", env["EMBEDDING_GRPC_TARGET"]),
+        ("API key", keys),
+        ("Redis", env["REDIS_URL"]),
+        ("PostgreSQL", postgres),
+    ]
+    lines = [f"  {name:<22} {value}" for name, value in rows]
+    return "\nembedpipe is up\n" + "\n".join(lines) + "\nCtrl-C stops everything.\n"
 
 
 def _stop_all(services: list[Service]) -> None:
@@ -108,6 +161,33 @@ def _stop_all(services: list[Service]) -> None:
             service.process.wait()
 
 
+def _start_infrastructure(
+    env: dict[str, str], data_dir: Path
+) -> tuple[RedisServer | None, PostgresServer | None, str | None]:
+    """Private Redis and PostgreSQL unless configured, and dev keys unless configured;
+    `env` is updated for the children."""
+    redis: RedisServer | None = None
+    postgres: PostgresServer | None = None
+    if not env.get("REDIS_URL"):
+        redis = RedisServer(data_dir / "redis", port=env_int(env, "EMBEDPIPE_REDIS_PORT", 0))
+        redis.start()
+        env["REDIS_URL"] = redis.url
+        log.info("private redis-server url=%s data=%s", redis.url, redis.data_dir)
+    if not env.get("DATABASE_URL"):
+        postgres = _start_postgres(data_dir / "postgres")
+        env["DATABASE_URL"] = postgres.get_uri()
+        log.info("private PostgreSQL with pgvector data=%s", data_dir / "postgres")
+    dev_key = None
+    if not env.get("EMBEDPIPE_API_KEYS") and not env.get("EMBEDPIPE_API_KEYS_FILE"):
+        dev_key = _kept_key(data_dir, "dev-api-key")
+        service_key = _kept_key(data_dir, "service-api-key")
+        env["EMBEDPIPE_API_KEYS"] = (
+            f"{DEV_TENANT}:{hash_key(dev_key)},{SERVICE_TENANT}:{hash_key(service_key)}"
+        )
+        env["INGESTION_SERVICE_KEY"] = service_key
+    return redis, postgres, dev_key
+
+
 def main() -> int:
     env = dict(os.environ)
     configure_logging(env_str(env, "LOG_LEVEL", "INFO"))
@@ -116,6 +196,8 @@ def main() -> int:
         workers = env_int(env, "EMBEDDING_WORKERS", 1, minimum=1)
         grpc_port = env_int(env, "EMBEDDING_GRPC_PORT", 50051, minimum=1)
         gateway_port = env_int(env, "GATEWAY_PORT", 8080, minimum=1)
+        ingestion_port = env_int(env, "INGESTION_PORT", 8090, minimum=1)
+        ingestion_workers = env_int(env, "INGESTION_WORKERS", 1, minimum=1)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -130,49 +212,26 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    redis: RedisServer | None = None
-    if not env.get("REDIS_URL"):
-        redis = RedisServer(data_dir / "redis", port=env_int(env, "EMBEDPIPE_REDIS_PORT", 0))
-        redis.start()
-        env["REDIS_URL"] = redis.url
-        log.info("private redis-server url=%s data=%s", redis.url, redis.data_dir)
-    dev_key = None
-    if not env.get("EMBEDPIPE_API_KEYS") and not env.get("EMBEDPIPE_API_KEYS_FILE"):
-        dev_key = _dev_key(data_dir)
-        env["EMBEDPIPE_API_KEYS"] = f"{DEV_TENANT}:{hash_key(dev_key)}"
+    redis, postgres, dev_key = _start_infrastructure(env, data_dir)
     env["EMBEDDING_GRPC_PORT"] = str(grpc_port)
     env["EMBEDDING_GRPC_TARGET"] = f"127.0.0.1:{grpc_port}"
     env["GATEWAY_PORT"] = str(gateway_port)
-    services = [
-        Service("embedding-server", ["-m", "embedding", "serve"]),
-        *(
-            Service(f"embedding-worker-{i + 1}", ["-m", "embedding", "worker"])
-            for i in range(workers)
-        ),
-        Service("gateway", ["-m", "gateway"]),
-    ]
+    env["INGESTION_PORT"] = str(ingestion_port)
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    ingestion_url = f"http://127.0.0.1:{ingestion_port}"
+    env["EMBEDDING_SERVICE_URL"] = gateway_url
+    services = _services(workers, ingestion_workers)
     try:
         for service in services:
             service.start(env)
-        gateway_url = f"http://127.0.0.1:{gateway_port}"
-        if not _wait_serving(grpc_port, 120) or not _wait_http_ready(gateway_url + "/readyz", 60):
+        if not (
+            _wait_serving(grpc_port, 120)
+            and _wait_http_ready(gateway_url + "/readyz", 60)
+            and _wait_http_ready(ingestion_url + "/readyz", 60)
+        ):
             log.error("the stack did not become ready; see the logs above")
             return 1
-        key_line = (
-            f'  dev API key            {dev_key}  (tenant_id "{DEV_TENANT}")\n'
-            if dev_key
-            else "  API keys               from EMBEDPIPE_API_KEYS / EMBEDPIPE_API_KEYS_FILE\n"
-        )
-        print(
-            f"\nembedpipe is up\n"
-            f"  HTTP gateway           {gateway_url}  (POST /api/v1/embeddings/generate,"
-            " /v1/embeddings)\n"
-            f"  gRPC EmbeddingService  127.0.0.1:{grpc_port}\n"
-            f"{key_line}"
-            f"  Redis                  {env['REDIS_URL']}\n  workers                {workers}\n"
-            "Ctrl-C stops everything.\n",
-            flush=True,
-        )
+        print(_banner(env, data_dir, dev_key, postgres is not None), flush=True)
         while not stopping:
             for service in services:
                 code = service.process.poll() if service.process else None
@@ -182,6 +241,8 @@ def main() -> int:
             time.sleep(0.5)
     finally:
         _stop_all(services)
+        if postgres is not None:
+            postgres.cleanup()
         if redis is not None:
             redis.stop()
         log.info("stack stopped")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,9 +92,9 @@ class Chunker:
         max_input_tokens: int | None = None,
     ) -> None:
         """Args:
-        tokenizer: the collection model's tokenizer. A copy is used, with truncation and
-            padding off: a tokenizer.json that truncates (all-MiniLM-L6-v2's does, at 128)
-            would undercount long texts.
+        tokenizer: the collection model's tokenizer. If it truncates or pads, a copy that
+            does not is used (and cached): a tokenizer.json that truncates (all-MiniLM-L6-v2's
+            does, at 128) would undercount long texts. The tokenizer is not changed.
         chunk_tokens: most tokens of a chunk (without special tokens).
         overlap_tokens: about how many tokens a chunk repeats from the one before; at most
             half of `chunk_tokens`.
@@ -112,9 +114,7 @@ class Chunker:
                 "overlap_tokens must be between 0 and half of chunk_tokens",
                 field="overlap_tokens",
             )
-        self._tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
+        self._tokenizer = _counting_tokenizer(tokenizer)
         if max_input_tokens is not None:
             special = self._tokenizer.num_special_tokens_to_add(is_pair=False)
             if chunk_tokens + special > max_input_tokens:
@@ -260,7 +260,13 @@ class Chunker:
         count = len(starts)
         if budget <= 0 or count == 0:
             return end, 0
-        candidates = [k for k in range(max(1, count - budget), count) if starts[k] >= floor]
+        # Several tokens can start at one character (a Hangul syllable gives three jamo):
+        # only the first of them is a place to start.
+        candidates = [
+            k
+            for k in range(max(1, count - budget), count)
+            if starts[k] >= floor and starts[k] > starts[k - 1]
+        ]
         if not candidates:
             return end, 0
         words = [k for k in candidates if text[starts[k] - 1].isspace()]
@@ -381,6 +387,28 @@ class Chunker:
             for i, encoding in zip(wanted, encodings, strict=True):
                 counts[i] = len(encoding.ids)
         return counts
+
+
+_counting_copies: weakref.WeakKeyDictionary[Tokenizer, Tokenizer] = weakref.WeakKeyDictionary()
+_counting_copies_lock = threading.Lock()
+
+
+def _counting_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    """The tokenizer itself if it neither truncates nor pads, else a copy that does not.
+
+    Copies are kept per tokenizer (making one takes about 50 ms), so a Chunker per
+    document costs nothing.
+    """
+    if tokenizer.truncation is None and tokenizer.padding is None:
+        return tokenizer
+    with _counting_copies_lock:
+        copy = _counting_copies.get(tokenizer)
+        if copy is None:
+            copy = Tokenizer.from_str(tokenizer.to_str())
+            copy.no_truncation()
+            copy.no_padding()
+            _counting_copies[tokenizer] = copy
+        return copy
 
 
 def _strip_bounds(text: str, start: int, end: int) -> tuple[int, int]:

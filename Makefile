@@ -33,6 +33,7 @@ check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) scripts/gen_docs.py --check
 
 test: check
 	$(PY) -m pytest

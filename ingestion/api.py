@@ -14,6 +14,7 @@ from ingestion import collections_api, documents_api, search_api
 from ingestion.db import connect as connect_db
 from ingestion.http import CHANNEL, EMBEDDING, KEYS, POOL, REDIS, SETTINGS, authenticate, errors
 from ingestion.keys import IngestionKeys
+from ingestion.openapi import openapi_json
 from ingestion.settings import IngestionSettings
 from ingestion.websocket import events_socket
 
@@ -86,4 +87,5 @@ def create_app(settings: IngestionSettings) -> web.Application:
     r.add_get("/api/v1/ws", events_socket)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
+    r.add_get("/openapi.json", openapi_json)
     return app

@@ -15,7 +15,8 @@ from aiohttp import web
 from embedpipe.auth import SERVICE_TENANT, key_from_headers
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.http_errors import Violation, error_body
-from ingestion.db import Pool
+from embedpipe.redis_conn import RETRYABLE_ERRORS
+from ingestion.db import DATABASE_UNAVAILABLE, Pool
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.keys import IngestionKeys
 from ingestion.settings import IngestionSettings
@@ -80,12 +81,21 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _response(exc.status, exc.reason)
+    except (*DATABASE_UNAVAILABLE, *RETRYABLE_ERRORS) as exc:
+        log.warning(
+            "dependency unavailable method=%s path=%s error=%r", request.method, request.path, exc
+        )
+        response = _response(503, "a backing service is unavailable; retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
     except Exception:
         log.exception("unhandled error method=%s path=%s", request.method, request.path)
         return _response(500, "internal error")
 
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+#: Browsers cannot set headers on a WebSocket, so there the key may come as `?api_key=`.
+QUERY_KEY_PATHS = frozenset({"/api/v1/ws"})
 
 
 @web.middleware
@@ -98,7 +108,9 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         request[TENANT] = DEFAULT_TENANT
         return await handler(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
-    key = key_from_headers(headers) or request.query.get("api_key")
+    key = key_from_headers(headers)
+    if key is None and request.path in QUERY_KEY_PATHS:
+        key = request.query.get("api_key")
     tenant = keys.tenant_for(key)
     if tenant is None:
         raise IngestionError(

@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from ingestion import store
 from ingestion.db import DATABASE_UNAVAILABLE, Pool
+from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish
 from ingestion.keys import IngestionKeys
 
@@ -35,14 +38,30 @@ class MalformedCallbackError(ValueError):
     """A callback that is not the seed's JSON."""
 
 
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(isinstance(item, str | dict) and _has_nul(item) for item in value)
+    return False
+
+
+def _refuse_constant(name: str) -> float:
+    raise MalformedCallbackError(f"{name} is not a number a vector may hold")
+
+
 def parse_callback(raw: bytes) -> dict[str, Any]:
     """The callback as a dict with the seed's fields checked; MalformedCallbackError if not."""
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedCallbackError(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedCallbackError("not a JSON object")
+    if _has_nul(body):
+        raise MalformedCallbackError("contains NUL characters, which PostgreSQL cannot store")
     for name in ("task_id", "document_id", "collection_id", "tenant_id", "status"):
         if not isinstance(body.get(name), str) or not body[name]:
             raise MalformedCallbackError(f"{name} missing or not a string")
@@ -57,7 +76,7 @@ def parse_callback(raw: bytes) -> dict[str, Any]:
                 or not isinstance(item.get("embedding"), list)
                 or not item["embedding"]
                 or not all(
-                    isinstance(x, int | float) and not isinstance(x, bool)
+                    isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
                     for x in item["embedding"]
                 )
             ):
@@ -138,16 +157,23 @@ class CallbackConsumer:
             await self.redis.zrem(self.keys.processing_consumers, name)
             log.warning("recovered callbacks of a dead consumer consumer=%s count=%d", name, moved)
 
+    async def _dead_letter(self, raw: bytes, reason: str) -> None:
+        await self.redis.lpush(self.keys.callbacks_dead_letter, raw)
+        log.error(
+            "callback moved to dead-letter list=%s reason=%s size=%d",
+            self.keys.callbacks_dead_letter, reason, len(raw),
+        )  # fmt: skip
+
     async def _process(self, raw: bytes, stop: asyncio.Event) -> None:
-        """Apply one callback; retry while the database is down; then drop it from our list."""
+        """Apply one callback; retry while the database is down; then drop it from our list.
+
+        A callback that cannot be applied (malformed, or refused by the database) goes to
+        the dead-letter list: it must never stop the consumer or block the queue.
+        """
         try:
             body = parse_callback(raw)
         except MalformedCallbackError as exc:
-            await self.redis.lpush(self.keys.callbacks_dead_letter, raw)
-            log.error(
-                "malformed callback moved to dead-letter list=%s reason=%s size=%d",
-                self.keys.callbacks_dead_letter, exc, len(raw),
-            )  # fmt: skip
+            await self._dead_letter(raw, f"malformed: {exc}")
             await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]
             return
         while True:
@@ -159,6 +185,9 @@ class CallbackConsumer:
                     return  # stays in our processing list; replayed next time
                 log.warning("database unavailable, callback kept; retrying error=%s", exc)
                 await asyncio.sleep(STORE_RETRY_S)
+            except (asyncpg.PostgresError, IngestionError) as exc:
+                await self._dead_letter(raw, f"not storable: {exc!r}")
+                break
         await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]
 
     async def handle_embedding_callback(self, body: dict[str, Any]) -> None:
@@ -175,6 +204,15 @@ class CallbackConsumer:
             return
         vectors = [(e["chunk_id"], e["embedding"]) for e in body["embeddings"]]
         result = await store.store_embeddings(self.pool, tenant, task_id, vectors)
+        if result.refused:
+            failed = await store.fail_task(
+                self.pool, tenant, task_id,
+                error_code=IngestionErrorCode.EMBEDDING_FAILED.value, error_message=result.refused,
+            )  # fmt: skip
+            if failed is not None:
+                await publish(self.redis, self.keys, failed)
+            log.error("callback refused task_id=%s reason=%s", task_id, result.refused)
+            return
         task = result.task
         if task is None:
             log.warning(

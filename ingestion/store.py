@@ -247,6 +247,8 @@ class StoreResult:
 
     stored: int
     task: dict[str, Any] | None
+    #: Why nothing was stored, when the callback cannot belong to the task.
+    refused: str = ""
 
 
 async def store_embeddings(
@@ -267,6 +269,17 @@ async def store_embeddings(
         )  # fmt: skip
         if task is None or task["status"] in TERMINAL:
             return StoreResult(0, _row(task))
+        expected = await connection.fetchval(
+            "SELECT dimensions FROM collections WHERE tenant_id = $1 AND collection_id = $2",
+            tenant_id, task["collection_id"],
+        )  # fmt: skip
+        wrong = {len(v) for _, v in vectors} - {expected}
+        if wrong:
+            return StoreResult(
+                0,
+                _row(task),
+                refused=f"vectors of {sorted(wrong)} dimensions; the collection has {expected}",
+            )
         stored = 0
         for chunk_id, vector in vectors:
             array = np.asarray(vector, dtype=np.float32)

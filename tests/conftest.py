@@ -224,6 +224,7 @@ def ingestion_settings(
         service_key=TENANT_KEYS["*"],
         keys=keys,
         consumer_name="ingestion-test",
+        request_chunks=8,  # the test embedding server takes at most 10 chunks a request
         claim_idle_ms=2000,
     )
 

@@ -1,24 +1,42 @@
 """The gateway's OpenAPI 3.1 description, served at `GET /openapi.json`.
 
-Written by hand from small helpers; tests/test_gateway_ops.py checks that it is valid and
-that every route the app registers is in it. `/api/...` routes answer errors in Google's
-JSON error shape, `/v1/...` routes in OpenAI's (see gateway/errors.py).
+Written by hand from embedpipe/openapi.py's helpers; tests/test_gateway_ops.py checks that it
+is valid and that every route the app registers is in it. `/api/...` routes answer errors in
+Google's JSON error shape, `/v1/...` routes in OpenAI's (see gateway/errors.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from aiohttp import web
-
+from embedpipe.openapi import (
+    AUTHENTICATED,
+    GOOGLE_ERROR,
+    Schema,
+    array,
+    boolean,
+    free_object,
+    google_error,
+    integer,
+    json_content,
+    nullable,
+    obj,
+    openapi_document,
+    openapi_handler,
+    openapi_path,
+    probe_paths,
+    probe_schemas,
+    public_operation,
+    ref,
+    response,
+    security_schemes,
+    string,
+    timestamp,
+)
 from gateway.upstream import TIMEOUT_HEADER
 
 API_VERSION = "0.1.0"
-GOOGLE = "GoogleError"
 OPENAI = "OpenAIError"
-
-Schema = dict[str, Any]
 
 #: Why each error status happens; shared by both error shapes.
 ERROR_REASONS: dict[int, str] = {
@@ -39,51 +57,6 @@ BODY_ERRORS = (400, 401, 413, 415, 429, 503, 504)
 CALL_ERRORS = (400, 401, 429, 503, 504)
 
 
-# --- schema helpers -------------------------------------------------------------------
-
-
-def ref(name: str, kind: str = "schemas") -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def string(description: str = "", **extra: Any) -> Schema:
-    return _described({"type": "string", **extra}, description)
-
-
-def integer(description: str = "", **extra: Any) -> Schema:
-    return _described({"type": "integer", **extra}, description)
-
-
-def array(items: Schema, description: str = "", **extra: Any) -> Schema:
-    return _described({"type": "array", "items": items, **extra}, description)
-
-
-def obj(
-    properties: dict[str, Schema], *, required: Iterable[str] = (), description: str = ""
-) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    if required := list(required):
-        schema["required"] = required
-    return _described(schema, description)
-
-
-def _described(schema: Schema, description: str) -> Schema:
-    return {**schema, "description": description} if description else schema
-
-
-def json_content(schema: Schema) -> Schema:
-    return {"application/json": {"schema": schema}}
-
-
-def response(description: str, schema: Schema | None = None, **headers: Schema) -> Schema:
-    result: Schema = {"description": description}
-    if schema is not None:
-        result["content"] = json_content(schema)
-    if headers:
-        result["headers"] = headers
-    return result
-
-
 # --- components -------------------------------------------------------------------------
 
 
@@ -94,11 +67,7 @@ def _schemas() -> dict[str, Schema]:
             {
                 "chunk_id": string("Unique within the request; non-empty."),
                 "text": string("The text to embed; non-empty, within the model's limits."),
-                "metadata": {
-                    "type": "object",
-                    "additionalProperties": True,
-                    "description": "Passed through untouched.",
-                },
+                "metadata": free_object("Passed through untouched."),
             },
             required=["chunk_id", "text"],
         ),
@@ -130,12 +99,11 @@ def _schemas() -> dict[str, Schema]:
                 "job_id": string("The job's id; the callback carries it too."),
                 "task_id": string("The request's task_id."),
                 "status": string(enum=["accepted"]),
-                "accepted_at": string("When the job was first accepted (UTC).", format="date-time"),
+                "accepted_at": timestamp("When the job was first accepted (UTC)."),
                 "chunk_count": integer(minimum=1),
-                "deduplicated": {
-                    "type": "boolean",
-                    "description": "True if the same request was accepted before (same job_id).",
-                },
+                "deduplicated": boolean(
+                    "True if the same request was accepted before (same job_id)."
+                ),
             },
             required=[
                 "job_id",
@@ -146,33 +114,9 @@ def _schemas() -> dict[str, Schema]:
                 "deduplicated",
             ],
         ),
-        GOOGLE: obj(
-            {
-                "error": obj(
-                    {
-                        "code": integer("The HTTP status."),
-                        "status": string("The google.rpc.Code name, e.g. INVALID_ARGUMENT."),
-                        "message": string(),
-                        "details": array(
-                            obj(
-                                {
-                                    "@type": string(),
-                                    "fieldViolations": array(
-                                        obj(
-                                            {"field": string(), "description": string()},
-                                            required=["field", "description"],
-                                        )
-                                    ),
-                                },
-                                required=["@type"],
-                            )
-                        ),
-                    },
-                    required=["code", "status", "message", "details"],
-                )
-            },
-            required=["error"],
-            description="Google's JSON error format.",
+        GOOGLE_ERROR: google_error(
+            "Google's JSON error format.",
+            status="The google.rpc.Code name, e.g. INVALID_ARGUMENT.",
         ),
         OPENAI: obj(
             {
@@ -180,8 +124,8 @@ def _schemas() -> dict[str, Schema]:
                     {
                         "message": string(),
                         "type": string("e.g. invalid_request_error, authentication_error."),
-                        "param": {"type": ["string", "null"], "description": "The bad field."},
-                        "code": {"type": ["string", "null"]},
+                        "param": nullable(string("The bad field.")),
+                        "code": nullable(string()),
                     },
                     required=["message", "type", "param", "code"],
                 )
@@ -244,25 +188,14 @@ def _schemas() -> dict[str, Schema]:
             },
             required=["object", "data"],
         ),
-        "Health": obj({"status": string(enum=["ok"])}, required=["status"]),
-        "Readiness": obj(
-            {
-                "status": string(enum=["ready", "not ready"]),
-                "checks": {
-                    "type": "object",
-                    "additionalProperties": string(),
-                    "description": 'Each dependency ("embedding", "redis"): "ok" or why not.',
-                },
-            },
-            required=["status", "checks"],
-        ),
+        **probe_schemas(["embedding", "redis"]),
     }
 
 
 def _error_responses() -> dict[str, Schema]:
     """`GoogleError400`, `OpenAIError429`, ...: every error status in both shapes."""
     responses = {}
-    for style in (GOOGLE, OPENAI):
+    for style in (GOOGLE_ERROR, OPENAI):
         for status, reason in ERROR_REASONS.items():
             headers = {"Retry-After": ref("RetryAfter", "headers")} if status in RETRY_AFTER else {}
             responses[f"{style}{status}"] = response(reason, ref(style), **headers)
@@ -288,10 +221,7 @@ def _components() -> Schema:
                 "schema": {"type": "number", "exclusiveMinimum": 0},
             }
         },
-        "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key."},
-            "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-        },
+        "securitySchemes": security_schemes("An API key."),
     }
 
 
@@ -317,24 +247,13 @@ def upstream_operation(
         "operationId": operation_id,
         "summary": summary,
         "tags": [tag],
-        "security": [{"bearerAuth": []}, {"apiKeyAuth": []}],
+        "security": AUTHENTICATED,
         "parameters": [ref("RequestTimeout", "parameters")],
         "responses": responses,
     }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": json_content(body)}
     return operation
-
-
-def public_operation(operation_id: str, summary: str, responses: dict[int, Schema]) -> Schema:
-    """An operational route: no API key."""
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "tags": ["operations"],
-        "security": [],
-        "responses": {str(status): r for status, r in responses.items()},
-    }
 
 
 def _paths() -> dict[str, Schema]:
@@ -344,7 +263,7 @@ def _paths() -> dict[str, Schema]:
                 "generateEmbeddings",
                 "Accept an embedding job; the vectors arrive later on callback_queue.",
                 tag="embeddings",
-                style=GOOGLE,
+                style=GOOGLE_ERROR,
                 ok=(202, response("Accepted.", ref("GenerateAccepted"))),
                 errors=(*BODY_ERRORS, 403),
                 body=ref("GenerateRequest"),
@@ -371,21 +290,7 @@ def _paths() -> dict[str, Schema]:
                 errors=CALL_ERRORS,
             )
         },
-        "/healthz": {
-            "get": public_operation(
-                "healthz", "Liveness.", {200: response("Alive.", ref("Health"))}
-            )
-        },
-        "/readyz": {
-            "get": public_operation(
-                "readyz",
-                "Readiness: the embedding server serves and Redis answers.",
-                {
-                    200: response("Ready.", ref("Readiness")),
-                    503: response("Not ready; checks say why.", ref("Readiness")),
-                },
-            )
-        },
+        **probe_paths("the embedding server serves and Redis answers."),
         "/metrics": {
             "get": public_operation(
                 "metrics",
@@ -398,36 +303,25 @@ def _paths() -> dict[str, Schema]:
                 },
             )
         },
-        "/openapi.json": {
-            "get": public_operation(
-                "openapi",
-                "This document.",
-                {200: response("The OpenAPI document.", {"type": "object"})},
-            )
-        },
+        **openapi_path(),
     }
 
 
 def document() -> Schema:
     """The OpenAPI document, built afresh (it is small)."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "embedpipe gateway",
-            "version": API_VERSION,
-            "description": "HTTP face of the embedpipe Embedding Service.",
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+    return openapi_document(
+        title="embedpipe gateway",
+        version=API_VERSION,
+        description="HTTP face of the embedpipe Embedding Service.",
+        tags={
+            "embeddings": "The ingestion contract (docs/contracts.md).",
+            "openai": "OpenAI-compatible routes.",
+            "operations": "Health, readiness, metrics, this document.",
         },
-        "tags": [
-            {"name": "embeddings", "description": "The ingestion contract (docs/contracts.md)."},
-            {"name": "openai", "description": "OpenAI-compatible routes."},
-            {"name": "operations", "description": "Health, readiness, metrics, this document."},
-        ],
-        "paths": _paths(),
-        "components": _components(),
-    }
+        paths=_paths(),
+        components=_components(),
+    )
 
 
-async def openapi_json(request: web.Request) -> web.Response:
-    """`GET /openapi.json`."""
-    return web.json_response(document())
+#: `GET /openapi.json`.
+openapi_json = openapi_handler(document)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.readiness import readiness_response
 from embedpipe.redis_conn import connect as connect_redis
 from ingestion import collections_api, documents_api, search_api
 from ingestion.db import connect as connect_db
@@ -41,23 +41,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when PostgreSQL and Redis answer."""
-    checks = {}
-    try:
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            await request.app[POOL].fetchval("SELECT 1")
-        checks["postgres"] = "ok"
-    except Exception as exc:
-        checks["postgres"] = f"unreachable: {type(exc).__name__}"
-    try:
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            await request.app[REDIS].ping()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"unreachable: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status=200 if ready else 503,
+    return await readiness_response(
+        {
+            "postgres": lambda: request.app[POOL].fetchval("SELECT 1"),
+            "redis": request.app[REDIS].ping,
+        },
+        READY_TIMEOUT_S,
     )
 
 

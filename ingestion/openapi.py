@@ -1,24 +1,43 @@
 """The ingestion API's OpenAPI 3.1 description, served at `GET /openapi.json`.
 
-Built by hand from small helpers, like gateway/openapi.py; tests/test_ingestion_openapi.py
-checks that it is valid and that it lists exactly the routes `create_app` registers, and
-scripts/gen_docs.py renders it into docs/http-api.md. Errors are Google's JSON error shape
-(embedpipe/http_errors.py); ids another tenant owns answer 404, like ids that do not exist.
+Built by hand from embedpipe/openapi.py's helpers, like gateway/openapi.py;
+tests/test_ingestion_openapi.py checks that it is valid and that it lists exactly the routes
+`create_app` registers, and scripts/gen_docs.py renders it into docs/http-api.md. Errors are
+Google's JSON error shape (embedpipe/http_errors.py); ids another tenant owns answer 404, like
+ids that do not exist.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from aiohttp import web
-
+from embedpipe.openapi import (
+    AUTHENTICATED,
+    GOOGLE_ERROR,
+    Schema,
+    array,
+    boolean,
+    free_object,
+    google_error,
+    integer,
+    json_content,
+    nullable,
+    obj,
+    openapi_document,
+    openapi_handler,
+    openapi_path,
+    probe_paths,
+    probe_schemas,
+    ref,
+    response,
+    security_schemes,
+    string,
+    timestamp,
+)
 from ingestion.collections_api import ID_PATTERN
 from ingestion.search_api import MAX_TOP_K
 
 API_VERSION = "0.1.0"
-
-Schema = dict[str, Any]
 
 #: Every status a task goes through (the `tasks.status` CHECK of the schema), in order.
 TASK_STATUSES = (
@@ -39,7 +58,6 @@ UPLOAD_MEDIA_TYPES = (
     "application/pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 )
-AUTHENTICATED: list[Schema] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 
 #: The general reason of each error status; operations narrow it where they can.
 ERROR_REASONS: dict[int, str] = {
@@ -55,67 +73,7 @@ ERROR_REASONS: dict[int, str] = {
 }
 
 
-# --- schema helpers (candidates for a shared embedpipe/openapi.py, see gateway/openapi.py) ---
-
-
-def ref(name: str, kind: str = "schemas") -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _with(schema: Schema, description: str, extra: Mapping[str, Any]) -> Schema:
-    result = {**schema, **extra}
-    if description:
-        result["description"] = description
-    return result
-
-
-def string(description: str = "", **extra: Any) -> Schema:
-    return _with({"type": "string"}, description, extra)
-
-
-def integer(description: str = "", **extra: Any) -> Schema:
-    return _with({"type": "integer"}, description, extra)
-
-
-def boolean(description: str = "", **extra: Any) -> Schema:
-    return _with({"type": "boolean"}, description, extra)
-
-
-def array(items: Schema, description: str = "", **extra: Any) -> Schema:
-    return _with({"type": "array", "items": items}, description, extra)
-
-
-def nullable(schema: Schema) -> Schema:
-    """`schema` or JSON null (3.1 spells it as a list of types)."""
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-def free_object(description: str) -> Schema:
-    return {"type": "object", "additionalProperties": True, "description": description}
-
-
-def obj(
-    properties: dict[str, Schema], *, required: Iterable[str] = (), description: str = ""
-) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    if names := list(required):
-        schema["required"] = names
-    return _with(schema, description, {})
-
-
-def timestamp(description: str) -> Schema:
-    return string(description, format="date-time")
-
-
-def json_content(schema: Schema) -> Schema:
-    return {"application/json": {"schema": schema}}
-
-
-def response(description: str, schema: Schema | None = None) -> Schema:
-    result: Schema = {"description": description}
-    if schema is not None:
-        result["content"] = json_content(schema)
-    return result
+# --- responses ---------------------------------------------------------------------------
 
 
 def error(status: int, description: str = "") -> Schema:
@@ -420,50 +378,16 @@ def _schemas() -> dict[str, Schema]:
             required=EVENT_FIELDS,
             description="A task's state, sent on subscribing and on every change.",
         ),
-        "GoogleError": obj(
-            {
-                "error": obj(
-                    {
-                        "code": integer("The HTTP status."),
-                        "status": string("The status's name, e.g. INVALID_ARGUMENT, NOT_FOUND."),
-                        "message": string("What went wrong, for people."),
-                        "details": array(
-                            obj(
-                                {
-                                    "@type": string("type.googleapis.com/google.rpc.BadRequest"),
-                                    "fieldViolations": array(
-                                        obj(
-                                            {
-                                                "field": string("The field at fault."),
-                                                "description": string("What is wrong with it."),
-                                            },
-                                            required=["field", "description"],
-                                        )
-                                    ),
-                                },
-                                required=["@type"],
-                            ),
-                            "Empty, or one BadRequest naming the field at fault.",
-                        ),
-                    },
-                    required=["code", "status", "message", "details"],
-                )
-            },
-            required=["error"],
-            description="Google's JSON error format (embedpipe/http_errors.py).",
+        GOOGLE_ERROR: google_error(
+            "Google's JSON error format (embedpipe/http_errors.py).",
+            status="The status's name, e.g. INVALID_ARGUMENT, NOT_FOUND.",
+            message="What went wrong, for people.",
+            details="Empty, or one BadRequest naming the field at fault.",
+            type_url="type.googleapis.com/google.rpc.BadRequest",
+            field="The field at fault.",
+            violation="What is wrong with it.",
         ),
-        "Health": obj({"status": string(enum=["ok"])}, required=["status"]),
-        "Readiness": obj(
-            {
-                "status": string(enum=["ready", "not ready"]),
-                "checks": {
-                    "type": "object",
-                    "additionalProperties": string(),
-                    "description": 'Each dependency ("postgres", "redis"): "ok" or why not.',
-                },
-            },
-            required=["status", "checks"],
-        ),
+        **probe_schemas(["postgres", "redis"]),
     }
 
 
@@ -471,7 +395,7 @@ def _components() -> Schema:
     return {
         "schemas": _schemas(),
         "responses": {
-            f"Error{status}": response(reason, ref("GoogleError"))
+            f"Error{status}": response(reason, ref(GOOGLE_ERROR))
             for status, reason in ERROR_REASONS.items()
         },
         "parameters": {
@@ -493,13 +417,8 @@ def _components() -> Schema:
                 "schema": string(),
             }
         },
-        "securitySchemes": {
-            "bearerAuth": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An API key; it decides the tenant of every id.",
-            },
-            "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "securitySchemes": security_schemes("An API key; it decides the tenant of every id.")
+        | {
             "queryKeyAuth": {
                 "type": "apiKey",
                 "in": "query",
@@ -532,7 +451,7 @@ def operation(
     responses = {str(status): ok_response, "401": error(401)}
     responses |= {str(code): error(code, reason) for code, reason in reasons.items()}
     responses = dict(sorted(responses.items()))
-    responses["default"] = response("Any other error (500: internal error).", ref("GoogleError"))
+    responses["default"] = response("Any other error (500: internal error).", ref(GOOGLE_ERROR))
     result: Schema = {"operationId": operation_id, "summary": summary}
     if description:
         result["description"] = description
@@ -543,17 +462,6 @@ def operation(
         result["requestBody"] = {"required": True, "content": body}
     result["responses"] = responses
     return result
-
-
-def public_operation(operation_id: str, summary: str, responses: dict[int, Schema]) -> Schema:
-    """An operational route: no API key."""
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "tags": ["operations"],
-        "security": [],
-        "responses": {str(status): r for status, r in responses.items()},
-    }
 
 
 NO_COLLECTION = "No such collection for this tenant."
@@ -727,56 +635,31 @@ def _paths() -> dict[str, Schema]:
                 }
             }
         },
-        "/healthz": {
-            "get": public_operation(
-                "healthz", "Liveness.", {200: response("Alive.", ref("Health"))}
-            )
-        },
-        "/readyz": {
-            "get": public_operation(
-                "readyz",
-                "Readiness: PostgreSQL and Redis answer.",
-                {
-                    200: response("Ready.", ref("Readiness")),
-                    503: response("Not ready; checks say why.", ref("Readiness")),
-                },
-            )
-        },
-        "/openapi.json": {
-            "get": public_operation(
-                "openapi",
-                "This document.",
-                {200: response("The OpenAPI document.", {"type": "object"})},
-            )
-        },
+        **probe_paths("PostgreSQL and Redis answer."),
+        **openapi_path(),
     }
 
 
 def document() -> Schema:
     """The OpenAPI document, built afresh (it is small)."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "embedpipe ingestion",
-            "version": API_VERSION,
-            "description": "HTTP API of the embedpipe Ingestion Service: collections, document "
-            "uploads, tasks and their live events, search. Every id belongs to the API key's "
-            "tenant; another tenant's ids answer 404. With no API key configured "
-            "(development only) authentication is off and every request is tenant `default`.",
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+    return openapi_document(
+        title="embedpipe ingestion",
+        version=API_VERSION,
+        description="HTTP API of the embedpipe Ingestion Service: collections, document "
+        "uploads, tasks and their live events, search. Every id belongs to the API key's "
+        "tenant; another tenant's ids answer 404. With no API key configured "
+        "(development only) authentication is off and every request is tenant `default`.",
+        tags={
+            "collections": "Collections: a model and chunk settings.",
+            "documents": "Uploads and their documents.",
+            "search": "Nearest chunks of a collection.",
+            "tasks": "Ingestion progress: polling and live events.",
+            "operations": "Health, readiness, this document.",
         },
-        "tags": [
-            {"name": "collections", "description": "Collections: a model and chunk settings."},
-            {"name": "documents", "description": "Uploads and their documents."},
-            {"name": "search", "description": "Nearest chunks of a collection."},
-            {"name": "tasks", "description": "Ingestion progress: polling and live events."},
-            {"name": "operations", "description": "Health, readiness, this document."},
-        ],
-        "paths": _paths(),
-        "components": _components(),
-    }
+        paths=_paths(),
+        components=_components(),
+    )
 
 
-async def openapi_json(request: web.Request) -> web.Response:
-    """`GET /openapi.json`."""
-    return web.json_response(document())
+#: `GET /openapi.json`.
+openapi_json = openapi_handler(document)

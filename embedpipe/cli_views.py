@@ -1,0 +1,120 @@
+"""The read commands of the `embedpipe` CLI: search, status, collections, documents.
+
+Each fetches one answer from the ingestion API and prints it readably, or as the API's
+JSON with `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from embedpipe.cli_api import ApiClient
+from embedpipe.cli_ingest import collection_path
+
+SNIPPET_CHARS = 100
+
+
+def print_json(value: Any, out: TextIO) -> None:
+    json.dump(value, out, indent=2, ensure_ascii=False)
+    print(file=out, flush=True)
+
+
+def one_line(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str], out: TextIO) -> None:
+    """Columns aligned to their widest cell."""
+    cells = [[str(c) for c in header], *([("" if c is None else str(c)) for c in r] for r in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def _headings(result: dict[str, Any]) -> str:
+    metadata = result.get("metadata")
+    headings = metadata.get("headings") if isinstance(metadata, dict) else None
+    return " > ".join(str(h) for h in headings) if isinstance(headings, list) else ""
+
+
+async def search(
+    client: ApiClient, collection: str, query: str, top_k: int, json_output: bool, out: TextIO
+) -> int:
+    body = {"query": query, "top_k": top_k}
+    answer = await client.call("POST", f"{collection_path(collection)}/search", json=body)
+    if json_output:
+        print_json(answer, out)
+        return 0
+    results = answer.get("results") or []
+    if not results:
+        print(f"no results in collection {collection!r}", file=out)
+    for rank, result in enumerate(results, start=1):
+        headings = _headings(result)
+        line = f"{rank:>2}. {float(result.get('score', 0.0)):.3f}  {result.get('document_id')}"
+        print(line + (f"  [{headings}]" if headings else ""), file=out)
+        print(f"    {one_line(str(result.get('text', '')))}", file=out)
+    return 0
+
+
+async def status(client: ApiClient, task_id: str, json_output: bool, out: TextIO) -> int:
+    task = await client.call("GET", f"/tasks/{quote(task_id, safe='')}")
+    if json_output:
+        print_json(task, out)
+        return 0
+    rows: list[tuple[str, object]] = [
+        ("task", task.get("task_id")),
+        ("collection", task.get("collection_id")),
+        ("document", task.get("document_id")),
+        ("status", f"{task.get('status')} ({task.get('progress', 0)}%)"),
+        ("chunks", f"{task.get('chunks_embedded', 0)}/{task.get('chunks_total', 0)} embedded"),
+        ("created", task.get("created_at")),
+        ("updated", task.get("updated_at")),
+        ("finished", task.get("finished_at")),
+    ]
+    if task.get("error_code") or task.get("error_message"):
+        rows.append(("error", f"{task.get('error_code')}: {task.get('error_message')}"))
+    for name, value in rows:
+        if value is not None:
+            print(f"{name:<11} {value}", file=out)
+    return 0
+
+
+async def collections(client: ApiClient, json_output: bool, out: TextIO) -> int:
+    answer = await client.call("GET", "/collections")
+    if json_output:
+        print_json(answer, out)
+        return 0
+    found = answer.get("collections") or []
+    if not found:
+        print("no collections yet (embedpipe ingest PATH --collection NAME makes one)", file=out)
+        return 0
+    rows = [
+        (c.get("collection_id"), c.get("model"), c.get("dimensions"), c.get("document_count"),
+         c.get("chunk_tokens"), c.get("created_at"))
+        for c in found
+    ]  # fmt: skip
+    table(rows, ("COLLECTION", "MODEL", "DIMS", "DOCUMENTS", "CHUNK TOKENS", "CREATED"), out)
+    return 0
+
+
+async def documents(client: ApiClient, collection: str, json_output: bool, out: TextIO) -> int:
+    answer = await client.call("GET", f"{collection_path(collection)}/documents")
+    if json_output:
+        print_json(answer, out)
+        return 0
+    found = answer.get("documents") or []
+    if not found:
+        print(f"no documents in collection {collection!r}", file=out)
+        return 0
+    rows = [
+        (d.get("document_id"), d.get("status"), d.get("chunk_count"), d.get("filename"),
+         d.get("updated_at"))
+        for d in found
+    ]  # fmt: skip
+    table(rows, ("DOCUMENT", "STATUS", "CHUNKS", "FILENAME", "UPDATED"), out)
+    return 0

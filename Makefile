@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup up test check lint protos bench
+.PHONY: setup up test check protos bench bench-gateway bench-ingestion
 
 $(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
@@ -40,3 +40,10 @@ test: check
 
 bench: setup
 	$(PY) -m bench.worker_throughput
+
+bench-gateway: setup
+	@command -v wrk >/dev/null || { echo "bench-gateway needs wrk: apt-get install wrk"; exit 1; }
+	$(PY) -m bench.gateway_throughput
+
+bench-ingestion: setup
+	$(PY) -m bench.ingestion_throughput

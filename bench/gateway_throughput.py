@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -302,14 +303,14 @@ def cpu_seconds(pid: int) -> float:
 @dataclass
 class Stack:
     redis_pid: int
-    embedding: Child
+    embeddings: list[Child]
     gateway: Child
     bare: Child
     gateway_url: str
     bare_url: str
 
 
-def start_stack(children: Children, redis_url: str, redis_pid: int) -> Stack:
+def start_stack(children: Children, redis_url: str, redis_pid: int, servers: int) -> Stack:
     from embedpipe.auth import hash_key
     from embedpipe.redis_server import free_port
 
@@ -317,18 +318,24 @@ def start_stack(children: Children, redis_url: str, redis_pid: int) -> Stack:
     base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     base.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", REDIS_URL=redis_url)
     grpc_port, gateway_port, bare_port = free_port(), free_port(), free_port()
-    grpc_target = f"127.0.0.1:{grpc_port}"
-    embedding = children.start(
-        "embedding",
-        [sys.executable, "-m", "embedding", "serve"],
-        {
-            **base,
-            "EMBEDDING_GRPC_PORT": str(grpc_port),
-            "EMBEDPIPE_API_KEYS": f"{TENANT}:{hash_key(API_KEY)}",
-            "EMBEDDING_RATE_LIMIT_PER_S": "0",
-            "EMBEDDING_MAX_BACKLOG": "10000000",
-        },
-    )
+    # Several server processes, each its own event loop, behind one round-robin target,
+    # so one Python event loop is not the ceiling.
+    ports = [grpc_port, *(free_port() for _ in range(servers - 1))]
+    grpc_target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+    embeddings = [
+        children.start(
+            f"embedding-{n + 1}",
+            [sys.executable, "-m", "embedding", "serve"],
+            {
+                **base,
+                "EMBEDDING_GRPC_PORT": str(port),
+                "EMBEDPIPE_API_KEYS": f"{TENANT}:{hash_key(API_KEY)}",
+                "EMBEDDING_RATE_LIMIT_PER_S": "0",
+                "EMBEDDING_MAX_BACKLOG": "10000000",
+            },
+        )
+        for n, port in enumerate(ports)
+    ]
     gateway = children.start(
         "gateway",
         [sys.executable, "-m", "gateway"],
@@ -339,13 +346,19 @@ def start_stack(children: Children, redis_url: str, redis_pid: int) -> Stack:
         [sys.executable, "-m", "bench.gateway_throughput", "--bare-server", str(bare_port)],
         base,
     )
-    _wait(embedding, lambda: grpc_serving(grpc_target), "gRPC health SERVING")
+    for embedding, port in zip(embeddings, ports, strict=True):
+        _wait(embedding, functools.partial(grpc_serving, f"127.0.0.1:{port}"), "gRPC SERVING")
     gateway_base = f"http://127.0.0.1:{gateway_port}"
     bare_base = f"http://127.0.0.1:{bare_port}"
     _wait(gateway, lambda: http_ready(gateway_base + "/readyz"), "GET /readyz 200")
     _wait(bare, lambda: http_ready(bare_base + "/readyz"), "GET /readyz 200")
     return Stack(
-        redis_pid, embedding, gateway, bare, gateway_base + GENERATE_PATH, bare_base + GENERATE_PATH
+        redis_pid,
+        embeddings,
+        gateway,
+        bare,
+        gateway_base + GENERATE_PATH,
+        bare_base + GENERATE_PATH,
     )
 
 
@@ -629,12 +642,12 @@ def bench(args: argparse.Namespace, wrk: str) -> int:
         try:
             server.start()
             assert server.process is not None
-            stack = start_stack(children, server.url, server.process.pid)
+            stack = start_stack(children, server.url, server.process.pid, args.servers)
             print("servers ready", flush=True)
             run = f"b{os.getpid()}"
             watched = {
                 "gateway": stack.gateway.process.pid,
-                "embedding": stack.embedding.process.pid,
+                **{e.name: e.process.pid for e in stack.embeddings},
                 "redis": stack.redis_pid,
             }
             bare = closed_loop(wrk, script, stack.bare_url, args, f"{run}-bare", {})
@@ -643,7 +656,7 @@ def bench(args: argparse.Namespace, wrk: str) -> int:
             print(f"gateway: {gateway.accepted_per_s:.1f} accepted/s", flush=True)
             if not gateway.codes.get(202):
                 print(f"the gateway accepted nothing: {_codes(gateway.codes)}")
-                for child in (stack.gateway, stack.embedding):
+                for child in (stack.gateway, *stack.embeddings):
                     print(f"--- {child.name} log ---\n{child.tail()}")
                 return 1
 
@@ -674,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--rate", type=float, default=HALF_RATE, help="fixed rate, per s (500)")
+    parser.add_argument(
+        "--servers", type=int, default=2, help="embedding server processes on the port (2)"
+    )
     # The children this module starts as itself.
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--open-loop", metavar="URL", help=argparse.SUPPRESS)

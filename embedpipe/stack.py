@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -48,12 +48,14 @@ class Service:
 
     name: str
     args: list[str]
+    #: Settings of this service alone (e.g. the port of one of several servers).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str]) -> None:
         # Own session: a Ctrl-C reaches only the stack, which then stops children in order.
         self.process = subprocess.Popen(
-            [sys.executable, *self.args], env=env, start_new_session=True
+            [sys.executable, *self.args], env={**env, **self.env}, start_new_session=True
         )
         log.info("started service=%s pid=%d", self.name, self.process.pid)
 
@@ -109,9 +111,16 @@ def _start_postgres(directory: Path) -> PostgresServer:
     return get_server(directory, cleanup_mode="stop")
 
 
-def _services(workers: int, ingestion_workers: int) -> list[Service]:
+def _services(grpc_ports: list[int], workers: int, ingestion_workers: int) -> list[Service]:
     return [
-        Service("embedding-server", ["-m", "embedding", "serve"]),
+        *(
+            Service(
+                f"embedding-server-{i + 1}" if len(grpc_ports) > 1 else "embedding-server",
+                ["-m", "embedding", "serve"],
+                {"EMBEDDING_GRPC_PORT": str(port)},
+            )
+            for i, port in enumerate(grpc_ports)
+        ),
         *(
             Service(f"embedding-worker-{i + 1}", ["-m", "embedding", "worker"])
             for i in range(workers)
@@ -194,6 +203,7 @@ def main() -> int:
     try:
         data_dir = Path(env_str(env, "EMBEDPIPE_DATA_DIR", "data")).resolve()
         workers = env_int(env, "EMBEDDING_WORKERS", 1, minimum=1)
+        servers = env_int(env, "EMBEDDING_SERVERS", 1, minimum=1)
         grpc_port = env_int(env, "EMBEDDING_GRPC_PORT", 50051, minimum=1)
         gateway_port = env_int(env, "GATEWAY_PORT", 8080, minimum=1)
         ingestion_port = env_int(env, "INGESTION_PORT", 8090, minimum=1)
@@ -214,18 +224,25 @@ def main() -> int:
 
     redis, postgres, dev_key = _start_infrastructure(env, data_dir)
     env["EMBEDDING_GRPC_PORT"] = str(grpc_port)
-    env["EMBEDDING_GRPC_TARGET"] = f"127.0.0.1:{grpc_port}"
+    # Several embedding servers (EMBEDDING_SERVERS) listen on consecutive ports; the gateway
+    # spreads its calls over them round-robin.
+    grpc_ports = [grpc_port + i for i in range(servers)]
+    env["EMBEDDING_GRPC_TARGET"] = (
+        f"127.0.0.1:{grpc_port}"
+        if servers == 1
+        else "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in grpc_ports)
+    )
     env["GATEWAY_PORT"] = str(gateway_port)
     env["INGESTION_PORT"] = str(ingestion_port)
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     ingestion_url = f"http://127.0.0.1:{ingestion_port}"
     env["EMBEDDING_SERVICE_URL"] = gateway_url
-    services = _services(workers, ingestion_workers)
+    services = _services(grpc_ports, workers, ingestion_workers)
     try:
         for service in services:
             service.start(env)
         if not (
-            _wait_serving(grpc_port, 120)
+            all(_wait_serving(port, 120) for port in grpc_ports)
             and _wait_http_ready(gateway_url + "/readyz", 60)
             and _wait_http_ready(ingestion_url + "/readyz", 60)
         ):

@@ -34,6 +34,9 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.keepalive_time_ms", 30_000),
+            # Spread calls over every address of the target, e.g. several embedding servers
+            # given as "ipv4:127.0.0.1:50051,127.0.0.1:50052".
+            ("grpc.lb_policy_name", "round_robin"),
         ],
         interceptors=[UpstreamMetricsInterceptor(app[METRICS])],
     )

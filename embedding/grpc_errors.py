@@ -76,9 +76,14 @@ def _grpc_status(exc: EmbeddingError) -> grpc.Status:
     """The status to abort with: rich details, plus `retry-after` when there is a wait."""
     rich = rpc_status.to_status(to_status(exc))
     metadata = tuple(rich.trailing_metadata)
-    if exc.retry_after_s is not None:
+    retry_after_s = exc.retry_after_s
+    if retry_after_s is None and STATUS_BY_CODE[exc.code] == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # A rate limit always says when to retry: that is also how clients tell it from
+        # gRPC's own RESOURCE_EXHAUSTED for an over-size message.
+        retry_after_s = 1.0
+    if retry_after_s is not None:
         # Whole seconds, rounded up: a client that waits this long finds room.
-        metadata += ((RETRY_AFTER_KEY, str(max(1, math.ceil(exc.retry_after_s)))),)
+        metadata += ((RETRY_AFTER_KEY, str(max(1, math.ceil(retry_after_s)))),)
     return _Status(rich.code, rich.details, metadata)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from embedding.keys import WORKER_GROUP, EmbeddingKeys
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamEntry, ensure_group
+
+log = logging.getLogger(__name__)
 
 # KEYS: dedupe key, job stream.
 # ARGV: job_id, request bytes, accepted_ms, dedupe ttl_s, max backlog.
@@ -44,7 +47,10 @@ if ARGV[5] ~= '' then
              'reason', ARGV[5], 'deliveries', ARGV[8], 'entry_id', ARGV[2])
 end
 local pushed = 0
-if ARGV[3] ~= '' and redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[4])) then
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'list' and kind ~= 'none' then
+  pushed = -1  -- the callback queue names a key that is not a list: never clobber it
+elseif ARGV[3] ~= '' and redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[4])) then
   redis.call('LPUSH', KEYS[2], ARGV[3])
   pushed = 1
 end
@@ -183,4 +189,11 @@ class JobQueue:
                 deliveries,
             ],
         )
+        if pushed == -1:
+            log.error(
+                "callback dropped: callback_queue=%s is not a list job_id=%s",
+                callback_queue,
+                job_id,
+            )
+            return False
         return bool(pushed)

@@ -89,11 +89,13 @@ class EmbeddingWorker:
                 log.warning("redis unavailable, retrying in 1s error=%s", exc)
                 await asyncio.sleep(1.0)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # Redis lost the stream (restarted without persistence): start afresh.
-                log.warning("job stream or group missing; recreating it")
-                await self.consumer.ensure_group()
+                if "NOGROUP" in str(exc):
+                    # Redis lost the stream (restarted without persistence): start afresh.
+                    log.warning("job stream or group missing; recreating it")
+                    await self.consumer.ensure_group()
+                else:  # e.g. OOM or READONLY: back off, never die
+                    log.warning("redis refused a command, retrying in 1s error=%s", exc)
+                    await asyncio.sleep(1.0)
         log.info("worker stopped consumer=%s", self.consumer.consumer)
 
     async def process(self, entries: Sequence[StreamEntry]) -> None:

@@ -16,14 +16,22 @@ from aiohttp import web
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.http_errors import Violation
 from gateway.errors import GatewayError
-from gateway.payloads import read_json
+from gateway.payloads import read_json, unrepresentable
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 
 ENCODINGS = ("float", "base64")
+MAX_DIMENSIONS = 65_536
 
 
 def parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     """OpenAI's embeddings request as an EmbedRequest, and the encoding asked for."""
+    try:
+        return _parse_embeddings_request(body)
+    except (ValueError, OverflowError) as exc:
+        raise unrepresentable(exc) from None
+
+
+def _parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     if not isinstance(body, dict):
         raise GatewayError.bad_request([Violation("body", "must be a JSON object")])
     violations: list[Violation] = []
@@ -50,6 +58,8 @@ def parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     if dimensions is not None:
         if isinstance(dimensions, bool) or not isinstance(dimensions, int):
             violations.append(Violation("dimensions", "must be an integer"))
+        elif not 1 <= dimensions <= MAX_DIMENSIONS:
+            violations.append(Violation("dimensions", f"must be from 1 to {MAX_DIMENSIONS}"))
         else:
             request.dimensions = dimensions
     encoding = body.get("encoding_format", "float")

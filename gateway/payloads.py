@@ -31,7 +31,7 @@ async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge ints, deep nesting
         raise GatewayError(
             400, f"body: not valid JSON: {exc}", violations=(Violation("body", "not valid JSON"),)
         ) from None
@@ -60,6 +60,20 @@ def _string(
 
 def parse_generate(body: Any) -> pb.GenerateEmbeddingsRequest:
     """The seed's request, field for field; 400 naming every bad field."""
+    try:
+        return _parse_generate(body)
+    except (ValueError, OverflowError) as exc:  # e.g. a lone surrogate, a huge number
+        raise unrepresentable(exc) from None
+
+
+def unrepresentable(exc: Exception) -> GatewayError:
+    """400 for JSON that is valid but cannot be carried: lone surrogates, huge numbers."""
+    return GatewayError.bad_request(
+        [Violation("body", f"holds a value that cannot be represented: {exc}")]
+    )
+
+
+def _parse_generate(body: Any) -> pb.GenerateEmbeddingsRequest:
     if not isinstance(body, dict):
         raise GatewayError.bad_request([Violation("body", "must be a JSON object")])
     violations: list[Violation] = []

@@ -17,13 +17,12 @@ import math
 import time
 from typing import Any
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from ingestion import store
 from ingestion.db import DATABASE_UNAVAILABLE, Pool
-from ingestion.errors import IngestionError, IngestionErrorCode
+from ingestion.errors import IngestionErrorCode
 from ingestion.events import publish
 from ingestion.keys import IngestionKeys
 
@@ -134,9 +133,25 @@ class CallbackConsumer:
                     await self._process(raw, stop)
             except RETRYABLE_ERRORS as exc:
                 log.warning("redis unavailable, retrying in 1s error=%s", exc)
+                replayed = False  # a move whose reply was lost may have left an item behind
                 await asyncio.sleep(1.0)
-        await self.redis.zrem(self.keys.processing_consumers, self.consumer)
+            except Exception:
+                # E.g. Redis refusing writes (OOM, READONLY): back off, never die.
+                log.exception("callback consumer error; retrying in 1s")
+                replayed = False
+                await asyncio.sleep(1.0)
+        await self._hand_back()
         log.info("callback consumer stopped consumer=%s", self.consumer)
+
+    async def _hand_back(self) -> None:
+        """On a clean stop, put what we still hold back on the queue for the others."""
+        try:
+            while await self.redis.lmove(self.processing, self.queue, src="RIGHT", dest="RIGHT"):
+                pass
+            await self.redis.zrem(self.keys.processing_consumers, self.consumer)
+        except RETRYABLE_ERRORS as exc:
+            # Our heartbeat stays: once it is old, another consumer recovers the list.
+            log.warning("could not hand back callbacks consumer=%s error=%s", self.consumer, exc)
 
     async def _heartbeat(self) -> None:
         await self.redis.zadd(
@@ -185,7 +200,10 @@ class CallbackConsumer:
                     return  # stays in our processing list; replayed next time
                 log.warning("database unavailable, callback kept; retrying error=%s", exc)
                 await asyncio.sleep(STORE_RETRY_S)
-            except (asyncpg.PostgresError, IngestionError) as exc:
+            except Exception as exc:
+                # Refused by the database, or a bug: never let one callback stop the
+                # consumer or block the queue; keep it for inspection.
+                log.exception("callback could not be applied task_id=%s", body.get("task_id"))
                 await self._dead_letter(raw, f"not storable: {exc!r}")
                 break
         await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]

@@ -46,7 +46,29 @@ def _metadata(value: object) -> dict[str, Any]:
         raise IngestionError(
             IngestionErrorCode.INVALID_ARGUMENT, "must be a JSON object", field="metadata"
         )
+    dumped = json.dumps(value)
+    _storable(dumped, "metadata")
+    if "\\u0000" in dumped:  # json escapes NUL: the check above cannot see it
+        raise IngestionError(
+            IngestionErrorCode.INVALID_ARGUMENT, "must not contain NUL characters", field="metadata"
+        )
     return value
+
+
+def _storable(text: str | None, field: str) -> None:
+    """PostgreSQL cannot store NUL characters, nor can UTF-8 carry lone surrogates."""
+    if text is None:
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise IngestionError(
+            IngestionErrorCode.INVALID_ARGUMENT, "is not valid Unicode text", field=field
+        ) from None
+    if "\x00" in text:
+        raise IngestionError(
+            IngestionErrorCode.INVALID_ARGUMENT, "must not contain NUL characters", field=field
+        )
 
 
 async def _read_part(part: BodyPartReader, limit: int) -> bytes:
@@ -86,6 +108,7 @@ async def _read_json_text(request: web.Request, limit: int) -> Upload:
     text = body.get("text")
     if not isinstance(text, str):
         raise IngestionError(IngestionErrorCode.INVALID_ARGUMENT, "must be a string", field="text")
+    _storable(text, "text")
     data = text.encode()
     if len(data) > limit:
         raise _too_large(limit)
@@ -117,10 +140,18 @@ async def upload_document(request: web.Request) -> web.Response:
     limit = settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise _too_large(limit)
-    if request.content_type.startswith("multipart/"):
-        upload = await _read_multipart(request, limit)
-    else:
-        upload = await _read_json_text(request, limit)
+    try:
+        if request.content_type.startswith("multipart/"):
+            upload = await _read_multipart(request, limit)
+        else:
+            upload = await _read_json_text(request, limit)
+    except (ValueError, AssertionError) as exc:  # broken multipart, undecodable parts
+        if isinstance(exc, IngestionError):
+            raise
+        raise IngestionError(
+            IngestionErrorCode.INVALID_ARGUMENT, f"unreadable request body: {exc}", field="body"
+        ) from None
+    _storable(upload.filename, "filename")
     document_id = check_id(upload.document_id or uuid.uuid4().hex, "document_id")
     fmt = detect_format(upload.filename, upload.content_type, upload.data)
     task = await store.start_task(
@@ -139,7 +170,15 @@ async def upload_document(request: web.Request) -> web.Response:
         await publish(app[REDIS], app[KEYS], failed or task)
         raise
     digest = content_hash(extracted, collection)
-    await enqueue_job(app[REDIS], app[KEYS], task, extracted, digest, upload.metadata)
+    try:
+        await enqueue_job(app[REDIS], app[KEYS], task, extracted, digest, upload.metadata)
+    except BaseException:
+        # Not queued: the task must not wait forever (the client gets a 503 to retry).
+        await store.fail_task(
+            app[POOL], tenant, task["task_id"],
+            error_code=IngestionErrorCode.UNAVAILABLE.value, error_message="could not be queued",
+        )  # fmt: skip
+        raise
     return web.json_response(
         {
             "task_id": task["task_id"],

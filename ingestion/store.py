@@ -313,8 +313,10 @@ async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | 
             return _row(task)
         key = (tenant_id, task["collection_id"], task["document_id"])
         await connection.execute(
+            # Only the live (searchable) chunks: another task of this document may still
+            # be in progress, and its staged chunks are its own.
             "DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2"
-            " AND document_id = $3 AND task_id <> $4",
+            " AND document_id = $3 AND task_id <> $4 AND live",
             *key, task_id,
         )  # fmt: skip
         await connection.execute(
@@ -357,6 +359,14 @@ async def get_document(
 async def delete_document(pool: Pool, tenant_id: str, collection_id: str, document_id: str) -> bool:
     """Delete a document with its chunks and vectors (and its tasks' staged chunks)."""
     async with pool.acquire() as connection, connection.transaction():
+        # Unfinished tasks of the document end now, so none can bring its chunks back.
+        await connection.execute(
+            "UPDATE tasks SET status = 'failed', error_code = 'DOCUMENT_DELETED',"
+            " error_message = 'the document was deleted', updated_at = now(),"
+            " finished_at = now() WHERE tenant_id = $1 AND collection_id = $2"
+            " AND document_id = $3 AND status <> ALL($4::text[])",
+            tenant_id, collection_id, document_id, list(TERMINAL),
+        )  # fmt: skip
         await connection.execute(
             "DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3",
             tenant_id, collection_id, document_id,

@@ -73,13 +73,15 @@ async def _handle(
         wanted.task_ids.discard(task_id)
         await ws.send_json({"type": "unsubscribed", "task_id": task_id})
         return
+    # Listen first, then read the state: an event published in between is not missed.
+    wanted.task_ids.add(task_id)
     task = await store.get_task(request.app[POOL], tenant_of(request), task_id)
     if task is None:
+        wanted.task_ids.discard(task_id)
         await ws.send_json(
             {"type": "error", "status": 404, "message": "task not found", "task_id": task_id}
         )
         return
-    wanted.task_ids.add(task_id)
     await ws.send_json({"type": "subscribed", "task_id": task_id})
     await ws.send_json(task_event(task))
 

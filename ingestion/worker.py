@@ -69,7 +69,8 @@ class IngestionWorker:
             group=WORKER_GROUP,
             consumer=settings.consumer_name,
             claim_idle_ms=settings.claim_idle_ms,
-            read_count=4,
+            # One at a time: only the entry in hand is kept alive while it is worked on.
+            read_count=1,
             block_ms=1000,
         )
 
@@ -95,9 +96,11 @@ class IngestionWorker:
                 log.warning("database unavailable, job kept for later error=%s", exc)
                 await asyncio.sleep(1.0)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self.consumer.ensure_group()
+                if "NOGROUP" in str(exc):
+                    await self.consumer.ensure_group()
+                else:
+                    log.warning("redis refused a command, retrying in 1s error=%s", exc)
+                    await asyncio.sleep(1.0)
         log.info("ingestion worker stopped consumer=%s", self.consumer.consumer)
 
     async def _finish(self, entry: StreamEntry) -> None:
@@ -127,7 +130,17 @@ class IngestionWorker:
         try:
             await self._ingest(fields, entry.fields[b"doc"])
         except IngestionError as exc:
+            if exc.transient:
+                # Left unacknowledged: redelivered after INGESTION_CLAIM_IDLE_MS, and
+                # failed only after INGESTION_MAX_DELIVERIES.
+                log.warning("job kept for a retry task_id=%s error=%s", task_id, exc.message)
+                return
             await self._fail(tenant, task_id, exc.code, exc.message)
+        except (*RETRYABLE_ERRORS, *DATABASE_UNAVAILABLE):
+            raise
+        except Exception:
+            log.exception("job left for redelivery task_id=%s", task_id)
+            return
         await self._finish(entry)
 
     async def _fail(self, tenant: str, task_id: str, code: str, message: str) -> None:

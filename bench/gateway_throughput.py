@@ -35,21 +35,17 @@ import functools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from bench import processes
+from bench.stats import percentile
+
 GENERATE_PATH = "/api/v1/embeddings/generate"
 TENANT = "bench"
 API_KEY = "bench-key-not-secret"
@@ -60,7 +56,6 @@ P99_TARGET_MS = 20.0
 HALF_RATE = ACCEPTED_TARGET / 2
 WARMUP_S = 2
 REQUEST_TIMEOUT_S = 10
-START_TIMEOUT_S = 120.0
 #: Connections the open-loop generator may open; more requests than that wait their turn,
 #: which shows in their latency, measured from the scheduled start.
 OPEN_LOOP_MAX_CONNECTIONS = 256
@@ -115,14 +110,6 @@ def run_bare_server(port: int) -> None:
 
 
 # --- the open-loop load generator (a child: --open-loop URL) --------------------------
-
-
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted values (0 for none)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, -(-len(sorted_values) * p // 100))
-    return sorted_values[int(rank) - 1]
 
 
 async def open_loop(
@@ -186,62 +173,11 @@ async def open_loop(
 # --- child processes ------------------------------------------------------------------
 
 
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class Children:
-    """The servers this run started; stopped in reverse order (SIGTERM, then SIGKILL)."""
-
-    workdir: Path
-    started: list[Child] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
-        log = self.workdir / f"{name}.log"
-        with log.open("ab") as out:
-            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-            process = subprocess.Popen(
-                args,
-                env=env,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        child = Child(name, process, log)
-        self.started.append(child)
-        return child
-
-    def stop_all(self) -> None:
-        for child in reversed(self.started):
-            if child.process.poll() is None:
-                child.process.terminate()
-        for child in reversed(self.started):
-            try:
-                child.process.wait(15)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
-        self.started.clear()
-
-
 def run_collecting(args: list[str], timeout_s: float) -> str:
     """Run a load generator in its own session to the end; its stdout (SIGKILL on error)."""
     process = subprocess.Popen(
         args,
-        cwd=REPO,
+        cwd=processes.REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -258,65 +194,25 @@ def run_collecting(args: list[str], timeout_s: float) -> str:
     return out.decode()
 
 
-def _wait(child: Child, ready: Callable[[], bool], what: str) -> None:
-    """Until `ready()` is true; fails early if the child exits."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise RuntimeError(
-                f"{child.name} exited with {child.process.returncode}:\n{child.tail()}"
-            )
-        if ready():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{child.name}: {what} not seen in {START_TIMEOUT_S:.0f}s\n{child.tail()}")
-
-
-def grpc_serving(target: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def http_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Stack:
     redis_pid: int
-    embeddings: list[Child]
-    gateway: Child
-    bare: Child
+    embeddings: list[processes.Child]
+    gateway: processes.Child
+    bare: processes.Child
     gateway_url: str
     bare_url: str
 
 
-def start_stack(children: Children, redis_url: str, redis_pid: int, servers: int) -> Stack:
+def start_stack(
+    children: processes.Children, redis_url: str, redis_pid: int, servers: int
+) -> Stack:
     from embedpipe.auth import hash_key
     from embedpipe.redis_server import free_port
 
     prefixes = ("EMBEDDING_", "REDIS_", "GATEWAY_", "EMBEDPIPE_")
     base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    base.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", REDIS_URL=redis_url)
+    base.update(PYTHONPATH=str(processes.REPO), PYTHONUNBUFFERED="1", REDIS_URL=redis_url)
     grpc_port, gateway_port, bare_port = free_port(), free_port(), free_port()
     # Several server processes, each its own event loop, behind one round-robin target,
     # so one Python event loop is not the ceiling.
@@ -347,11 +243,19 @@ def start_stack(children: Children, redis_url: str, redis_pid: int, servers: int
         base,
     )
     for embedding, port in zip(embeddings, ports, strict=True):
-        _wait(embedding, functools.partial(grpc_serving, f"127.0.0.1:{port}"), "gRPC SERVING")
+        processes.wait_ready(
+            embedding,
+            functools.partial(processes.grpc_serving, f"127.0.0.1:{port}"),
+            "gRPC SERVING",
+        )
     gateway_base = f"http://127.0.0.1:{gateway_port}"
     bare_base = f"http://127.0.0.1:{bare_port}"
-    _wait(gateway, lambda: http_ready(gateway_base + "/readyz"), "GET /readyz 200")
-    _wait(bare, lambda: http_ready(bare_base + "/readyz"), "GET /readyz 200")
+    processes.wait_ready(
+        gateway, lambda: processes.http_ready(gateway_base + "/readyz"), "GET /readyz 200"
+    )
+    processes.wait_ready(
+        bare, lambda: processes.http_ready(bare_base + "/readyz"), "GET /readyz 200"
+    )
     return Stack(
         redis_pid,
         embeddings,
@@ -503,7 +407,7 @@ def closed_loop(
         wrk, script, url, threads=args.threads, connections=args.connections,
         seconds=WARMUP_S, tag=f"{tag}-warm",
     )  # fmt: skip
-    before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    before = {name: processes.cpu_seconds(pid) for name, pid in watched.items()}
     self_before = os.times()
     output = run_wrk(
         wrk, script, url, threads=args.threads, connections=args.connections,
@@ -511,7 +415,9 @@ def closed_loop(
     )  # fmt: skip
     self_after = os.times()
     result = parse_wrk(output)
-    result.cpu_s = {name: cpu_seconds(pid) - before[name] for name, pid in watched.items()}
+    result.cpu_s = {
+        name: processes.cpu_seconds(pid) - before[name] for name, pid in watched.items()
+    }
     # wrk was our child: its CPU time shows in our children's times once it is reaped.
     result.cpu_s["wrk"] = (self_after.children_user + self_after.children_system) - (
         self_before.children_user + self_before.children_system
@@ -623,10 +529,6 @@ def report(
 # --- main -----------------------------------------------------------------------------
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def bench(args: argparse.Namespace, wrk: str) -> int:
     from embedpipe.redis_server import RedisServer
 
@@ -637,7 +539,7 @@ def bench(args: argparse.Namespace, wrk: str) -> int:
         body_file.write_text(json.dumps(list(body)))
         script = workdir / "generate.lua"
         script.write_text(wrk_script(body))
-        children = Children(workdir)
+        children = processes.Children(workdir)
         server = RedisServer(workdir / "redis", appendonly=False)
         try:
             server.start()
@@ -718,9 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     if wrk is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 1
-    # Also when started from a script (which ignores SIGINT for background jobs).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    processes.interrupt_on_signals()
     try:
         return bench(args, wrk)
     except KeyboardInterrupt:

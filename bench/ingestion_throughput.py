@@ -39,20 +39,17 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from bench import processes
+from bench.stats import percentile
+
 TENANT = "bench"
 TENANT_KEY = "bench-tenant-key-not-secret"
 SERVICE_KEY = "bench-service-key-not-secret"
@@ -63,7 +60,6 @@ SEED = 20240611
 UPLOAD_CONCURRENCY = 8
 #: The run is declared broken when no task finishes for this long.
 STALL_TIMEOUT_S = 180.0
-START_TIMEOUT_S = 120.0
 DIMENSIONS = 384
 WARMUP_QUERIES = 10
 #: CPUs used by programs outside the run past which its figures are flagged as disturbed.
@@ -157,105 +153,7 @@ def document_id(index: int) -> str:
     return f"doc-{index:05d}"
 
 
-# --- child processes ---------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class Children:
-    """The services this run started; stopped in reverse order (SIGTERM, then SIGKILL)."""
-
-    workdir: Path
-    started: list[Child] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
-        log = self.workdir / f"{name}.log"
-        with log.open("ab") as out:
-            # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-            process = subprocess.Popen(
-                args,
-                env=env,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        child = Child(name, process, log)
-        self.started.append(child)
-        return child
-
-    def check_alive(self) -> None:
-        for child in self.started:
-            if child.process.poll() is not None:
-                raise RuntimeError(
-                    f"{child.name} exited with {child.process.returncode}:\n{child.tail()}"
-                )
-
-    def stop_all(self) -> None:
-        for child in reversed(self.started):
-            if child.process.poll() is None:
-                child.process.terminate()
-        for child in reversed(self.started):
-            try:
-                child.process.wait(15)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
-        self.started.clear()
-
-
-def _wait(child: Child, ready: Callable[[], bool], what: str) -> None:
-    """Until `ready()` is true; fails early if the child exits."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise RuntimeError(
-                f"{child.name} exited with {child.process.returncode}:\n{child.tail()}"
-            )
-        if ready():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{child.name}: {what} not seen in {START_TIMEOUT_S:.0f}s\n{child.tail()}")
-
-
-def grpc_serving(target: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def http_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+# --- the stack ---------------------------------------------------------------------------
 
 
 def system_busy_seconds() -> float:
@@ -265,33 +163,10 @@ def system_busy_seconds() -> float:
     return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
-    """User + system CPU time of a process so far; with its live and reaped children
-    (PostgreSQL's backends) when asked."""
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        fields = _stat(pid)
-    except OSError:
-        return 0.0
-    total = int(fields[11]) + int(fields[12])
-    if with_children:
-        total += int(fields[13]) + int(fields[14])  # children already exited and reaped
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                child = _stat(int(entry.name))
-            except OSError:
-                continue
-            if int(child[1]) == pid:
-                total += int(child[11]) + int(child[12])
-    return total / tick
-
-
 @dataclass
 class Stack:
     workdir: Path
-    children: Children
+    children: processes.Children
     redis_pid: int
     postgres_pid: int
     database_url: str
@@ -300,9 +175,9 @@ class Stack:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of every process of the stack, and of this one."""
-        found = {c.name: cpu_seconds(c.process.pid) for c in self.children.started}
-        found["redis"] = cpu_seconds(self.redis_pid)
-        found["postgres"] = cpu_seconds(self.postgres_pid, with_children=True)
+        found = {c.name: processes.cpu_seconds(c.process.pid) for c in self.children.started}
+        found["redis"] = processes.cpu_seconds(self.redis_pid)
+        found["postgres"] = processes.cpu_seconds(self.postgres_pid, with_children=True)
         me = os.times()
         found["bench (this)"] = me.user + me.system
         return found
@@ -320,7 +195,7 @@ def start_postgres(workdir: Path) -> Any:
 
 
 def start_stack(
-    workdir: Path, children: Children, redis_url: str, redis_pid: int, pg: Any
+    workdir: Path, children: processes.Children, redis_url: str, redis_pid: int, pg: Any
 ) -> Stack:
     from embedpipe.auth import hash_key
     from embedpipe.redis_server import free_port
@@ -333,7 +208,7 @@ def start_stack(
     grpc_port, gateway_port, ingestion_port = free_port(), free_port(), free_port()
     grpc_target = f"127.0.0.1:{grpc_port}"
     env.update(
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=str(processes.REPO),
         PYTHONUNBUFFERED="1",
         REDIS_URL=redis_url,
         DATABASE_URL=database_url,
@@ -356,11 +231,19 @@ def start_stack(
     ingest = children.start("ingestion-worker", [python, "-m", "ingestion", "worker"], env)
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     ingestion_url = f"http://127.0.0.1:{ingestion_port}"
-    _wait(embedding, lambda: grpc_serving(grpc_target), "gRPC health SERVING")
-    _wait(gateway, lambda: http_ready(gateway_url + "/readyz"), "GET /readyz 200")
-    _wait(api, lambda: http_ready(ingestion_url + "/readyz"), "GET /readyz 200")
-    _wait(worker, lambda: b"worker started" in worker.log.read_bytes(), "'worker started'")
-    _wait(
+    processes.wait_ready(
+        embedding, lambda: processes.grpc_serving(grpc_target), "gRPC health SERVING"
+    )
+    processes.wait_ready(
+        gateway, lambda: processes.http_ready(gateway_url + "/readyz"), "GET /readyz 200"
+    )
+    processes.wait_ready(
+        api, lambda: processes.http_ready(ingestion_url + "/readyz"), "GET /readyz 200"
+    )
+    processes.wait_ready(
+        worker, lambda: b"worker started" in worker.log.read_bytes(), "'worker started'"
+    )
+    processes.wait_ready(
         ingest,
         lambda: b"callback consumer started" in ingest.log.read_bytes(),
         "'callback consumer started'",
@@ -663,14 +546,6 @@ class SearchResult:
     other_cpus: float
 
 
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted values (0 for none)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, -(-len(sorted_values) * p // 100))
-    return sorted_values[int(rank) - 1]
-
-
 async def top_up(database_url: str, wanted: int) -> tuple[int, int, float]:
     """(live chunks before, filler rows inserted, seconds): filler documents of 10 chunks
     with random unit vectors, inserted live for the tenant's collection."""
@@ -901,16 +776,12 @@ def report(
 # --- main -----------------------------------------------------------------------------
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
 def _stack(workdir: Path) -> Iterator[Stack]:
     """Every service of the run; all stopped, whatever happens."""
     from embedpipe.redis_server import RedisServer
 
-    children = Children(workdir)
+    children = processes.Children(workdir, tail_lines=30)
     server = RedisServer(workdir / "redis", appendonly=False)
     pg: Any = None
     try:
@@ -995,9 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.documents, args.words) < 1 or min(args.search_chunks, args.queries) < 0:
         parser.error("--documents and --words must be >= 1, the others >= 0")
-    # Also when started from a script (which ignores SIGINT for background jobs).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    processes.interrupt_on_signals()
     try:
         return bench(args)
     except KeyboardInterrupt:

@@ -27,8 +27,6 @@ import gc
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench import processes
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.local import LocalOnnxProvider
@@ -46,7 +45,6 @@ from embedding.settings import DEFAULT_MODEL, EmbeddingSettings, ModelSpec
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_server import RedisServer
 
-REPO = Path(__file__).resolve().parent.parent
 CALLBACK_QUEUE = "bench:callbacks:embedding"
 RATIO_TARGET = 0.90
 RSS_TARGET_MB = 400.0
@@ -154,31 +152,6 @@ def _peak_rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m embedding worker` with its output in `log`."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "embedding", "worker"],
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _wait_worker_ready(worker: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the worker logs that it started (its model is loaded, it is reading jobs)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"worker exited with {worker.returncode}:\n{log.read_text()}")
-        if b"worker started" in log.read_bytes():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"worker not ready in 120s:\n{log.read_text()}")
-
-
 async def _worker_run(
     queue: JobQueue, redis: aioredis.Redis, run: str, jobs: Sequence[Sequence[tuple[str, str]]]
 ) -> tuple[float, list[bytes]]:
@@ -230,15 +203,24 @@ async def measure_worker(
         env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDING_", "REDIS_"))}
         env.update(
             REDIS_URL=server.url,
-            PYTHONPATH=str(REPO),
+            PYTHONPATH=str(processes.REPO),
             PYTHONUNBUFFERED="1",
             EMBEDDING_WORKER_BLOCK_MS="100",
             EMBEDDING_WORKER_NAME="bench-worker",
         )
-        log = workdir / "worker.log"
-        worker = _start_worker(env, log)
+        # The worker shares our session and gets 30 s to stop: a Ctrl-C reaches it too.
+        children = processes.Children(
+            workdir, tail_lines=None, stop_timeout_s=30, new_session=False
+        )
+        worker = children.start("worker", [sys.executable, "-m", "embedding", "worker"], env)
         try:
-            _wait_worker_ready(worker, log)
+            # Its model is loaded, it is reading jobs.
+            processes.wait_ready(
+                worker,
+                lambda: b"worker started" in worker.log.read_bytes(),
+                "'worker started'",
+                poll_s=0.05,
+            )
             await _worker_run(queue, redis, "warmup", split_jobs(warmup, 1))
             runs = []
             expected = [f"chunk-{k}" for k in range(len(texts))]
@@ -246,15 +228,9 @@ async def measure_worker(
                 seconds, raw = await _worker_run(queue, redis, f"run{r}", split_jobs(texts, jobs))
                 lost, duplicated = _check(raw, expected)
                 runs.append(WorkerRun(len(texts) / seconds, lost, duplicated))
-            peak_mb = _peak_rss_mb(worker.pid)
+            peak_mb = _peak_rss_mb(worker.process.pid)
         finally:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
+            children.stop_all()
             await redis.aclose()
     return runs, peak_mb
 

@@ -25,12 +25,19 @@ TIMEOUT_HEADER = "X-Request-Timeout"
 
 
 def forwarded_identity(request: web.Request) -> tuple[tuple[str, str], ...]:
-    """The caller's API key as gRPC metadata; the embedding server decides what it may do."""
+    """The caller's API key as gRPC metadata; the embedding server decides what it may do.
+
+    A value gRPC cannot carry (not printable ASCII) would make the call fail before it
+    starts, with no deadline to end it; no key of ours looks like that, so it is a 401.
+    """
     metadata = []
-    if AUTHORIZATION in request.headers:
-        metadata.append((AUTHORIZATION, request.headers[AUTHORIZATION]))
-    if X_API_KEY in request.headers:
-        metadata.append((X_API_KEY, request.headers[X_API_KEY]))
+    for name in (AUTHORIZATION, X_API_KEY):
+        if name not in request.headers:
+            continue
+        value = request.headers[name]
+        if not (value.isascii() and value.isprintable()):
+            raise GatewayError(401, f"the {name} header is not a valid API key")
+        metadata.append((name, value))
     return tuple(metadata)
 
 

@@ -11,7 +11,15 @@ from aiohttp import web
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from ingestion import store
 from ingestion.errors import IngestionError, IngestionErrorCode
-from ingestion.http import EMBEDDING, POOL, SETTINGS, not_found, read_json_object, tenant_of
+from ingestion.http import (
+    EMBEDDING,
+    POOL,
+    SETTINGS,
+    check_storable,
+    not_found,
+    read_json_object,
+    tenant_of,
+)
 from ingestion.upstream import service_metadata
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
@@ -84,6 +92,7 @@ async def create_collection(request: web.Request) -> web.Response:
         raise IngestionError(
             IngestionErrorCode.INVALID_ARGUMENT, "must be an object", field="metadata"
         )
+    check_storable(metadata, "metadata")
     created = await store.create_collection(
         request.app[POOL],
         tenant_of(request),

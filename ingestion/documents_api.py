@@ -9,13 +9,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ingestion import store
 from ingestion.collections_api import check_id
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish, task_event
 from ingestion.extract import detect_format, extract_text
-from ingestion.http import KEYS, POOL, REDIS, SETTINGS, not_found, read_json_object, tenant_of
+from ingestion.http import (
+    KEYS,
+    POOL,
+    REDIS,
+    SETTINGS,
+    check_storable,
+    not_found,
+    read_json_object,
+    tenant_of,
+)
 from ingestion.jobs import content_hash, enqueue_job
 
 READ_CHUNK_BYTES = 64 * 1024
@@ -46,29 +56,8 @@ def _metadata(value: object) -> dict[str, Any]:
         raise IngestionError(
             IngestionErrorCode.INVALID_ARGUMENT, "must be a JSON object", field="metadata"
         )
-    dumped = json.dumps(value)
-    _storable(dumped, "metadata")
-    if "\\u0000" in dumped:  # json escapes NUL: the check above cannot see it
-        raise IngestionError(
-            IngestionErrorCode.INVALID_ARGUMENT, "must not contain NUL characters", field="metadata"
-        )
+    check_storable(value, "metadata")
     return value
-
-
-def _storable(text: str | None, field: str) -> None:
-    """PostgreSQL cannot store NUL characters, nor can UTF-8 carry lone surrogates."""
-    if text is None:
-        return
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise IngestionError(
-            IngestionErrorCode.INVALID_ARGUMENT, "is not valid Unicode text", field=field
-        ) from None
-    if "\x00" in text:
-        raise IngestionError(
-            IngestionErrorCode.INVALID_ARGUMENT, "must not contain NUL characters", field=field
-        )
 
 
 async def _read_part(part: BodyPartReader, limit: int) -> bytes:
@@ -108,7 +97,7 @@ async def _read_json_text(request: web.Request, limit: int) -> Upload:
     text = body.get("text")
     if not isinstance(text, str):
         raise IngestionError(IngestionErrorCode.INVALID_ARGUMENT, "must be a string", field="text")
-    _storable(text, "text")
+    check_storable(text, "text")
     data = text.encode()
     if len(data) > limit:
         raise _too_large(limit)
@@ -145,13 +134,13 @@ async def upload_document(request: web.Request) -> web.Response:
             upload = await _read_multipart(request, limit)
         else:
             upload = await _read_json_text(request, limit)
-    except (ValueError, AssertionError) as exc:  # broken multipart, undecodable parts
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # broken multipart
         if isinstance(exc, IngestionError):
             raise
         raise IngestionError(
             IngestionErrorCode.INVALID_ARGUMENT, f"unreadable request body: {exc}", field="body"
         ) from None
-    _storable(upload.filename, "filename")
+    check_storable(upload.filename, "filename")
     document_id = check_id(upload.document_id or uuid.uuid4().hex, "document_id")
     fmt = detect_format(upload.filename, upload.content_type, upload.data)
     task = await store.start_task(

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import asyncpg
 import grpc
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -81,6 +82,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _response(exc.status, exc.reason)
+    except asyncpg.DataError as exc:
+        # Text PostgreSQL cannot store (NUL, broken UTF-8) that a check missed: the
+        # client's input, so a 400, never a 500.
+        log.warning("input refused by the database path=%s error=%r", request.path, exc)
+        return _response(400, "the request holds characters that cannot be stored")
     except (*DATABASE_UNAVAILABLE, *RETRYABLE_ERRORS) as exc:
         log.warning(
             "dependency unavailable method=%s path=%s error=%r", request.method, request.path, exc
@@ -123,6 +129,29 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         )
     request[TENANT] = tenant
     return await handler(request)
+
+
+def check_storable(value: object, field: str) -> None:
+    """Refuse text PostgreSQL cannot store (NUL) or UTF-8 cannot carry (lone surrogates),
+    anywhere in a JSON value, naming the field."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise IngestionError(
+                IngestionErrorCode.INVALID_ARGUMENT, "must not contain NUL characters", field=field
+            )
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise IngestionError(
+                IngestionErrorCode.INVALID_ARGUMENT, "is not valid Unicode text", field=field
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, field)
+            check_storable(item, field)
+    elif isinstance(value, list):
+        for item in value:
+            check_storable(item, field)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from aiohttp import web
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from ingestion import store
 from ingestion.errors import IngestionError, IngestionErrorCode
-from ingestion.http import EMBEDDING, POOL, not_found, read_json_object, tenant_of
+from ingestion.http import EMBEDDING, POOL, check_storable, not_found, read_json_object, tenant_of
 from ingestion.upstream import service_metadata
 
 MAX_TOP_K = 100
@@ -31,7 +31,9 @@ async def search(request: web.Request) -> web.Response:
             f"must be an integer from 1 to {MAX_TOP_K}",
             field="top_k",
         )
+    check_storable(query, "query")
     metadata_filter = body.get("filter")
+    check_storable(metadata_filter, "filter")
     if metadata_filter is not None and not isinstance(metadata_filter, dict):
         raise IngestionError(
             IngestionErrorCode.INVALID_ARGUMENT,

@@ -19,8 +19,9 @@ from embedpipe.envconfig import ConfigError, env_float, env_int, env_str
 ProviderKind = Literal["local", "openai"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-#: Callback queues a caller may name: `<service>:callbacks:<name>`, nothing else.
-DEFAULT_CALLBACK_QUEUE_PATTERN = r"[a-z][a-z0-9_-]{0,63}:callbacks:[A-Za-z0-9_.-]{1,128}"
+#: Callback queues a caller may name: `<service>:callbacks:<name>`, nothing else. Braces are
+#: allowed so that on Redis Cluster the name can carry the job keys' hash tag, e.g. `{ep}`.
+DEFAULT_CALLBACK_QUEUE_PATTERN = r"[a-z][a-z0-9_-]{0,63}:callbacks:[A-Za-z0-9_.{}-]{1,128}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""Redis Cluster: with a hash tag in the key prefixes and the callback queue, every
+multi-key command and script stays in one slot. A one-node cluster refuses anything else
+(CROSSSLOT), so a GenerateEmbeddings → worker → callback round trip proves it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from embedding.providers.local import LocalOnnxProvider
+from embedding.providers.registry import ProviderRegistry
+from embedding.server import create_server
+from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
+from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.redis_server import find_redis_server, free_port
+from tests.helpers import pop_callbacks, running_worker, seed_request, wait_serving
+
+TAG = "{ep}"
+QUEUE = f"ingestion:callbacks:{TAG}"
+
+
+@pytest.fixture
+def cluster_url(tmp_path: Path) -> Iterator[str]:
+    """A one-node Redis Cluster owning every slot."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(tmp_path), "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def _cluster_ready(url: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    await client.execute_command(  # type: ignore[no-untyped-call]
+                        "CLUSTER", "ADDSLOTSRANGE", 0, 16383
+                    )
+                    break
+                except Exception:  # not up yet
+                    await asyncio.sleep(0.1)
+            while True:
+                info = await client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+                if b"cluster_state:ok" in info:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+
+
+async def test_the_embedding_round_trip_works_on_redis_cluster_with_a_hash_tag(
+    settings: EmbeddingSettings, local_provider: LocalOnnxProvider, cluster_url: str
+) -> None:
+    await _cluster_ready(cluster_url)
+    tagged = replace(settings, redis_url=cluster_url, key_prefix=TAG)
+    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
+    server, port = await create_server(tagged, registry=registry)
+    await server.start()
+    client = aioredis.Redis.from_url(cluster_url)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_serving(channel)
+            stub = pb_grpc.EmbeddingServiceStub(channel)
+            first = await stub.GenerateEmbeddings(seed_request(callback_queue=QUEUE))
+            again = await stub.GenerateEmbeddings(seed_request(callback_queue=QUEUE))
+            assert again.deduplicated and again.job_id == first.job_id
+            async with running_worker(tagged, registry):
+                (callback,) = await pop_callbacks(client, 1, queue=QUEUE)
+        assert callback["status"] == "success" and callback["job_id"] == first.job_id
+        # The same keys without a shared tag are refused by the cluster: the check is real.
+        with pytest.raises(Exception, match="same slot"):
+            await client.eval("return redis.call('EXISTS', KEYS[1], KEYS[2])", 2, "a", "b")
+    finally:
+        await client.aclose()
+        await server.stop(0.5)

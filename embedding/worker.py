@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from embedding.batching import Item, pack_batches
 from embedding.callbacks import error_callback, success_callback
@@ -68,34 +66,12 @@ class EmbeddingWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in hand is finished first."""
-        await self.consumer.ensure_group()
         log.info(
             "worker started consumer=%s stream=%s", self.consumer.consumer, self.consumer.stream
         )
-        claim_every_s = self.settings.worker.claim_idle_ms / 2000
-        next_claim = 0.0
-        while not stop.is_set():
-            try:
-                entries: list[StreamEntry] = []
-                if time.monotonic() >= next_claim:
-                    entries = await self.consumer.claim_stale()
-                    # Found one: there may be more, so look again right after it.
-                    next_claim = 0.0 if entries else time.monotonic() + claim_every_s
-                if not entries:
-                    entries = await self.consumer.read_new()
-                if entries:
-                    await self.process(entries)
-            except RETRYABLE_ERRORS as exc:
-                log.warning("redis unavailable, retrying in 1s error=%s", exc)
-                await asyncio.sleep(1.0)
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    # Redis lost the stream (restarted without persistence): start afresh.
-                    log.warning("job stream or group missing; recreating it")
-                    await self.consumer.ensure_group()
-                else:  # e.g. OOM or READONLY: back off, never die
-                    log.warning("redis refused a command, retrying in 1s error=%s", exc)
-                    await asyncio.sleep(1.0)
+        await self.consumer.consume(
+            stop, self.process, claim_every_s=self.settings.worker.claim_idle_ms / 2000
+        )
         log.info("worker stopped consumer=%s", self.consumer.consumer)
 
     async def process(self, entries: Sequence[StreamEntry]) -> None:

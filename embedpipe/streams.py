@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+
+from embedpipe.redis_conn import RETRYABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,44 @@ class StreamConsumer:
             if entry_id in wanted:
                 counts[entry_id] = int(row["times_delivered"])
         return counts
+
+    async def consume(
+        self,
+        stop: asyncio.Event,
+        handle: Callable[[list[StreamEntry]], Awaitable[None]],
+        *,
+        claim_every_s: float,
+        retry_on: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """Hand entries to `handle` until `stop` is set: stale ones first (looked for every
+        `claim_every_s`, and again at once while there are some), else new ones.
+
+        Redis outages and refusals (and the errors in `retry_on`, e.g. a database that is
+        down) are waited out, never fatal: what was in hand stays pending and comes back.
+        """
+        await self.ensure_group()
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                entries: list[StreamEntry] = []
+                if time.monotonic() >= next_claim:
+                    entries = await self.claim_stale()
+                    next_claim = 0.0 if entries else time.monotonic() + claim_every_s
+                if not entries:
+                    entries = await self.read_new()
+                if entries:
+                    await handle(entries)
+            except (*RETRYABLE_ERRORS, *retry_on) as exc:
+                log.warning("unavailable, retrying in 1s stream=%s error=%s", self.stream, exc)
+                await asyncio.sleep(1.0)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # Redis lost the stream (restarted without persistence): start afresh.
+                    log.warning("stream or group missing; recreating it stream=%s", self.stream)
+                    await self.ensure_group()
+                else:  # e.g. OOM or READONLY: back off, never die
+                    log.warning("redis refused a command, retrying in 1s error=%s", exc)
+                    await asyncio.sleep(1.0)
 
     async def touch(self, entry_ids: Sequence[str]) -> None:
         """Reset the idle time of entries we are still working on."""

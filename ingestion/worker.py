@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 
 import aiohttp
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 from tokenizers import Tokenizer
 
 from embedding.providers.local import model_files
@@ -75,33 +73,16 @@ class IngestionWorker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.consumer.ensure_group()
         log.info("ingestion worker started consumer=%s", self.consumer.consumer)
-        next_claim = 0.0
-        while not stop.is_set():
-            try:
-                entries: list[StreamEntry] = []
-                if time.monotonic() >= next_claim:
-                    entries = await self.consumer.claim_stale()
-                    next_claim = 0.0 if entries else time.monotonic() + 1.0
-                if not entries:
-                    entries = await self.consumer.read_new()
-                for entry in entries:
-                    async with self.consumer.keep_alive([entry.entry_id]):
-                        await self.process(entry)
-            except RETRYABLE_ERRORS as exc:
-                log.warning("redis unavailable, retrying in 1s error=%s", exc)
-                await asyncio.sleep(1.0)
-            except DATABASE_UNAVAILABLE as exc:
-                log.warning("database unavailable, job kept for later error=%s", exc)
-                await asyncio.sleep(1.0)
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    await self.consumer.ensure_group()
-                else:
-                    log.warning("redis refused a command, retrying in 1s error=%s", exc)
-                    await asyncio.sleep(1.0)
+        await self.consumer.consume(
+            stop, self._process_all, claim_every_s=1.0, retry_on=DATABASE_UNAVAILABLE
+        )
         log.info("ingestion worker stopped consumer=%s", self.consumer.consumer)
+
+    async def _process_all(self, entries: list[StreamEntry]) -> None:
+        for entry in entries:
+            async with self.consumer.keep_alive([entry.entry_id]):
+                await self.process(entry)
 
     async def _finish(self, entry: StreamEntry) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -280,15 +280,16 @@ async def store_embeddings(
                 _row(task),
                 refused=f"vectors of {sorted(wrong)} dimensions; the collection has {expected}",
             )
-        stored = 0
-        for chunk_id, vector in vectors:
-            array = np.asarray(vector, dtype=np.float32)
-            status = await connection.execute(
-                "UPDATE chunks SET embedding = $4, dimensions = $5"
-                " WHERE tenant_id = $1 AND task_id = $2 AND chunk_id = $3 AND embedding IS NULL",
-                tenant_id, task_id, chunk_id, Vector(array), int(array.shape[0]),
-            )  # fmt: skip
-            stored += int(status.rsplit(" ", 1)[1])
+        # One statement for the whole callback, not a round trip per chunk.
+        status = await connection.execute(
+            "UPDATE chunks AS c SET embedding = v.embedding, dimensions = $4"
+            " FROM unnest($3::text[], $5::vector[]) AS v(chunk_id, embedding)"
+            " WHERE c.tenant_id = $1 AND c.task_id = $2 AND c.chunk_id = v.chunk_id"
+            " AND c.embedding IS NULL",
+            tenant_id, task_id, [chunk_id for chunk_id, _ in vectors], expected,
+            [Vector(np.asarray(vector, dtype=np.float32)) for _, vector in vectors],
+        )  # fmt: skip
+        stored = int(status.rsplit(" ", 1)[1])
         embedded = task["chunks_embedded"] + stored
         done = embedded >= task["chunks_total"] > 0
         record = await connection.fetchrow(

@@ -13,7 +13,6 @@ import asyncpg
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
@@ -34,7 +33,7 @@ from gateway.settings import GatewaySettings
 from ingestion.api import create_app as create_ingestion_app
 from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker as run_ingestion_worker
-from tests.helpers import running_worker, wait_serving
+from tests.helpers import running_worker, serving_app, wait_serving
 
 
 @pytest.fixture(scope="session")
@@ -151,15 +150,8 @@ async def auth_server(
 @contextlib.asynccontextmanager
 async def serving_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
     """The gateway app on a free port; yields its base URL."""
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -232,14 +224,8 @@ def ingestion_settings(
 @contextlib.asynccontextmanager
 async def serving_ingestion(settings: IngestionSettings) -> AsyncIterator[str]:
     """The ingestion API on a free port; yields its base URL."""
-    runner = web.AppRunner(create_ingestion_app(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(create_ingestion_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture

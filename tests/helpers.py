@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
+from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from embedding.providers.registry import ProviderRegistry
@@ -101,6 +102,18 @@ async def running_worker(
         stop.set()
         await asyncio.wait_for(task, 30)
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: web.Application, **runner_options: Any) -> AsyncIterator[str]:
+    """Serve an aiohttp app on 127.0.0.1 and a free port; yields its base URL."""
+    runner = web.AppRunner(app, **runner_options)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def child_env(settings: EmbeddingSettings, **extra: str) -> dict[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import socket
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 from aiohttp import web
 
 from embedding.providers.base import Vectors
+from tests.helpers import serving_app
 
 DEFAULT_DIMENSIONS = 64
 #: An input containing this text makes the whole request a 400 (a permanent refusal).
@@ -210,15 +210,6 @@ async def running_standin(
     # Requests of several hundred thousand tokens are megabytes of JSON.
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/embeddings", standin.handle_embeddings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
-        standin.base_url = f"http://127.0.0.1:{port}/v1"
+    async with serving_app(app, access_log=None) as url:
+        standin.base_url = f"{url}/v1"
         yield standin
-    finally:
-        await runner.cleanup()
-        sock.close()

@@ -17,6 +17,7 @@ from ingestion.embedding_client import EmbeddingClient
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.keys import IngestionKeys
 from ingestion.settings import IngestionSettings
+from tests.helpers import serving_app
 from tests.test_ingestion_api import wait_task
 from tests.test_ingestion_e2e import (
     DIMENSIONS,
@@ -81,12 +82,8 @@ async def flaky() -> AsyncIterator[tuple[FlakyGateway, str]]:
     gateway = FlakyGateway([])
     app = web.Application()
     app.router.add_post("/api/v1/embeddings/generate", gateway.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield gateway, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serving_app(app) as url:
+        yield gateway, url
 
 
 async def _send(client: EmbeddingClient) -> dict[str, object]:

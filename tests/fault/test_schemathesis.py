@@ -28,7 +28,6 @@ import aiohttp
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from hypothesis.strategies import SearchStrategy
@@ -42,6 +41,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.upstream import TIMEOUT_HEADER
 from tests.conftest import bearer
+from tests.helpers import serving_app
 
 #: Examples per operation and generation mode (positive, negative).
 MAX_EXAMPLES = 50
@@ -280,14 +280,8 @@ async def create(http: aiohttp.ClientSession, url: str, collection_id: str) -> N
 @pytest.fixture
 async def short_shutdown_gateway(gateway_settings: GatewaySettings) -> AsyncIterator[str]:
     """The gateway, stopping after 1 s even with a request hung (conftest's waits 60 s)."""
-    runner = web.AppRunner(create_app(gateway_settings), shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(create_app(gateway_settings), shutdown_timeout=1.0) as url:
+        yield url
 
 
 async def test_a_key_that_is_not_grpc_metadata_is_refused_not_hung(

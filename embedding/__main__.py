@@ -12,7 +12,7 @@ from embedding.providers.registry import ProviderRegistry
 from embedding.server import serve
 from embedding.settings import EmbeddingSettings
 from embedding.worker import EmbeddingWorker
-from embedpipe.envconfig import ConfigError
+from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
 from embedpipe.redis_conn import connect
 
@@ -39,11 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m embedding", description=__doc__)
     parser.add_argument("command", choices=["serve", "worker"])
     args = parser.parse_args(argv)
-    try:
-        settings = EmbeddingSettings.from_env()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit(EmbeddingSettings.from_env)
     configure_logging(settings.log_level)
     asyncio.run(serve(settings) if args.command == "serve" else run_worker(settings))
     return 0

@@ -6,7 +6,11 @@ these helpers turn a bad value into a clear message naming the variable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -45,3 +49,13 @@ def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: flo
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def settings_or_exit(read: Callable[[], T]) -> T:
+    """Settings for an entry point: a bad value ends the process with a one-line message
+    naming the variable (exit code 2), not a traceback."""
+    try:
+        return read()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

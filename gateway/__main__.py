@@ -7,7 +7,7 @@ import sys
 
 from aiohttp import web
 
-from embedpipe.envconfig import ConfigError
+from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -16,11 +16,7 @@ log = logging.getLogger("gateway")
 
 
 def main() -> int:
-    try:
-        settings = GatewaySettings.from_env()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit(GatewaySettings.from_env)
     configure_logging(settings.log_level)
     log.info(
         "gateway listening host=%s port=%d upstream=%s",

@@ -10,7 +10,7 @@ import sys
 
 from aiohttp import web
 
-from embedpipe.envconfig import ConfigError
+from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
 from ingestion.api import create_app
 from ingestion.settings import IngestionSettings
@@ -31,11 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion", description=__doc__)
     parser.add_argument("command", choices=["api", "worker"])
     args = parser.parse_args(argv)
-    try:
-        settings = IngestionSettings.from_env()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit(IngestionSettings.from_env)
     configure_logging(settings.log_level)
     if args.command == "api":
         log.info("ingestion api listening host=%s port=%d", settings.host, settings.port)

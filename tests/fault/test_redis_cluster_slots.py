@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,18 +29,28 @@ QUEUE = f"ingestion:callbacks:{TAG}"
 
 @pytest.fixture
 def cluster_url(tmp_path: Path) -> Iterator[str]:
-    """A one-node Redis Cluster owning every slot."""
+    """A one-node Redis Cluster owning every slot.
+
+    The cluster bus gets its own free port: by default Redis puts it at port + 10000,
+    which does not exist for an ephemeral port above 55535 (Redis then refuses to start).
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [
-            find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(tmp_path), "--cluster-enabled", "yes",
-            "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "redis.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+                "--cluster-port", str(free_port()),
+                "--dir", str(tmp_path), "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
+        time.sleep(0.2)
+        if process.poll() is not None:
+            pytest.fail(f"redis-server (cluster mode) exited: {log.read_text()[-2000:]}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

@@ -6,103 +6,29 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from embedpipe.redis_server import find_redis_server, free_port
+from bench.stack_process import RunningStack, clean_env, running_stack, start_stack
 from tests.helpers import REPO
-
-START_TIMEOUT_S = 120
-
-
-@dataclass
-class RunningStack:
-    process: asyncio.subprocess.Process
-    data_dir: Path
-    ingestion_url: str
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def key(self) -> str:
-        return (self.data_dir / "dev-api-key").read_text().strip()
-
-    async def wait_for_line(
-        self, pattern: str, timeout_s: float = START_TIMEOUT_S
-    ) -> re.Match[str]:
-        regex = re.compile(pattern)
-        async with asyncio.timeout(timeout_s):
-            seen = 0
-            while True:
-                for line in self.lines[seen:]:
-                    if match := regex.search(line):
-                        return match
-                seen = len(self.lines)
-                if self.process.returncode is not None:
-                    raise AssertionError(f"the stack exited: {self.lines[-20:]}")
-                await asyncio.sleep(0.1)
-
-
-def _clean_env(data_dir: Path) -> dict[str, str]:
-    """What a user's fresh shell has: no services of ours configured."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
-    redis_dir = str(Path(find_redis_server()).parent)
-    env["PATH"] = f"{redis_dir}:{env['PATH']}"
-    env.update(
-        PYTHONPATH=str(REPO),
-        PYTHONUNBUFFERED="1",
-        EMBEDPIPE_DATA_DIR=str(data_dir),
-        EMBEDDING_GRPC_PORT=str(free_port()),
-        GATEWAY_PORT=str(free_port()),
-        INGESTION_PORT=str(free_port()),
-        # Short enough that a killed worker's jobs come back within the test.
-        EMBEDDING_CLAIM_IDLE_MS="3000",
-    )
-    return env
 
 
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
-    return _clean_env(tmp_path / "data")
-
-
-async def _pump(stream: asyncio.StreamReader, lines: list[str]) -> None:
-    while raw := await stream.readline():
-        lines.append(raw.decode(errors="replace").rstrip())
-
-
-async def start_stack(env: dict[str, str]) -> tuple[RunningStack, asyncio.Task[None]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "embedpipe.stack",
-        env=env, cwd=REPO,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    stack = RunningStack(
-        process, Path(env["EMBEDPIPE_DATA_DIR"]), f"http://127.0.0.1:{env['INGESTION_PORT']}"
-    )
-    pump = asyncio.create_task(_pump(process.stdout, stack.lines))
-    await stack.wait_for_line(r"embedpipe is up")
-    return stack, pump
+    # Short enough that a killed worker's jobs come back within the test.
+    return clean_env(tmp_path / "data", EMBEDDING_CLAIM_IDLE_MS="3000")
 
 
 @pytest.fixture
 async def stack(stack_env: dict[str, str]) -> AsyncIterator[RunningStack]:
-    running, pump = await start_stack(stack_env)
-    yield running
-    if running.process.returncode is None:
-        running.process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(running.process.wait(), 30)
-    await pump
+    async with running_stack(stack_env) as running:
+        yield running
 
 
 async def cli(stack: RunningStack, *args: str) -> tuple[int, str]:

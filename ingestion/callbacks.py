@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from typing import Any
 
@@ -37,55 +36,105 @@ class MalformedCallbackError(ValueError):
     """A callback that is not the seed's JSON."""
 
 
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(isinstance(item, str | dict) and _has_nul(item) for item in value)
-    return False
+#: The largest magnitude a vector component may have: pgvector stores 32-bit floats.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _unstorable_text(value: object) -> str:
+    """Why some string in `value` (keys included, at any depth) cannot be stored, or "".
+
+    Iterative, not recursive: a deeply nested callback must be refused, not crash the walk.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "contains NUL characters, which PostgreSQL cannot store"
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return "contains lone surrogates, which are not text PostgreSQL can store"
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return ""
+
+
+def _is_component(value: object) -> bool:
+    """A number a pgvector component can hold: finite, within the 32-bit float range.
+
+    Comparing is exact for huge integers too (no conversion to float that could overflow),
+    and false for NaN.
+    """
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and -FLOAT32_MAX <= value <= FLOAT32_MAX
+    )
 
 
 def _refuse_constant(name: str) -> float:
     raise MalformedCallbackError(f"{name} is not a number a vector may hold")
 
 
+def _nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _check_embeddings(embeddings: object) -> None:
+    if not isinstance(embeddings, list):
+        raise MalformedCallbackError("embeddings missing or not a list")
+    for i, item in enumerate(embeddings):
+        if not isinstance(item, dict):
+            raise MalformedCallbackError(f"embeddings[{i}] is not an object")
+        if not _nonempty_str(item.get("chunk_id")):
+            raise MalformedCallbackError(f"embeddings[{i}].chunk_id missing or not a string")
+        vector = item.get("embedding")
+        if not isinstance(vector, list) or not vector:
+            raise MalformedCallbackError(
+                f"embeddings[{i}].embedding missing or not a non-empty list"
+            )
+        for j, component in enumerate(vector):
+            if not _is_component(component):
+                raise MalformedCallbackError(
+                    f"embeddings[{i}].embedding[{j}] is not a finite number"
+                    " within the 32-bit float range"
+                )
+
+
 def parse_callback(raw: bytes) -> dict[str, Any]:
-    """The callback as a dict with the seed's fields checked; MalformedCallbackError if not."""
+    """The callback as a dict with the seed's fields checked; MalformedCallbackError if not.
+
+    Any input either parses or raises MalformedCallbackError naming the problem, never
+    another exception: a callback that crashed the parser would be retried forever.
+    """
     try:
         body = json.loads(raw, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedCallbackError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedCallbackError("not JSON this parser accepts: nested too deeply") from None
     if not isinstance(body, dict):
         raise MalformedCallbackError("not a JSON object")
-    if _has_nul(body):
-        raise MalformedCallbackError("contains NUL characters, which PostgreSQL cannot store")
+    unstorable = _unstorable_text(body)
+    if unstorable:
+        raise MalformedCallbackError(unstorable)
     for name in ("task_id", "document_id", "collection_id", "tenant_id", "status"):
-        if not isinstance(body.get(name), str) or not body[name]:
+        if not _nonempty_str(body.get(name)):
             raise MalformedCallbackError(f"{name} missing or not a string")
     if body["status"] == "success":
-        embeddings = body.get("embeddings")
-        if not isinstance(embeddings, list):
-            raise MalformedCallbackError("embeddings missing or not a list")
-        for item in embeddings:
-            if (
-                not isinstance(item, dict)
-                or not isinstance(item.get("chunk_id"), str)
-                or not isinstance(item.get("embedding"), list)
-                or not item["embedding"]
-                or not all(
-                    isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-                    for x in item["embedding"]
-                )
-            ):
-                raise MalformedCallbackError("embeddings entries need chunk_id and a number list")
+        _check_embeddings(body.get("embeddings"))
     elif body["status"] == "error":
-        for name in ("error_code", "error_message"):
-            if not isinstance(body.get(name), str):
-                raise MalformedCallbackError(f"{name} missing or not a string")
+        if not _nonempty_str(body.get("error_code")):
+            raise MalformedCallbackError("error_code missing or not a string")
+        if not isinstance(body.get("error_message"), str):
+            raise MalformedCallbackError("error_message missing or not a string")
     else:
-        raise MalformedCallbackError(f"status {body['status']!r} is not 'success' or 'error'")
+        status = body["status"][:40]
+        raise MalformedCallbackError(f"status {status!r} is not 'success' or 'error'")
     return body
 
 
@@ -187,7 +236,11 @@ class CallbackConsumer:
         """
         try:
             body = parse_callback(raw)
-        except MalformedCallbackError as exc:
+        except Exception as exc:
+            # MalformedCallbackError, or a parser bug: either way retrying cannot help,
+            # and a callback that raised here every time would block the queue for good.
+            if not isinstance(exc, MalformedCallbackError):
+                log.exception("callback parser failed")
             await self._dead_letter(raw, f"malformed: {exc}")
             await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]
             return

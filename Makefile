@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup up test check protos bench bench-gateway bench-ingestion
+.PHONY: setup up test check protos bench bench-gateway bench-ingestion soak
 
 $(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
@@ -47,3 +47,7 @@ bench-gateway: setup
 
 bench-ingestion: setup
 	$(PY) -m bench.ingestion_throughput
+
+# Whole stack under load while embedding workers are SIGKILLed every 2 s (default: 10 min).
+soak: setup
+	$(PY) -m bench.soak $(SOAK_ARGS)

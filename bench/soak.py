@@ -1,0 +1,314 @@
+"""Soak: the whole stack under load while its embedding workers are SIGKILLed, counted.
+
+The one-command stack (`python -m embedpipe.stack`: private Redis and PostgreSQL, the
+embedding server, `--workers` embedding workers, gateway, ingestion API and worker) runs as
+a child. Small documents (one chunk each, so one embedding job each) are uploaded with a
+few in flight, until `--jobs` were sent or `--duration` seconds passed. All the while, every
+`--kill-every` seconds one embedding worker, picked at random, is SIGKILLed; the stack
+restarts it. When every document has finished, the figures come from the API (every task's
+status and chunk counts) and from the services' own log lines:
+
+* jobs sent: documents accepted (202), one embedding job each;
+* callbacks received: ingestion "callback applied" lines (the consumer is never killed);
+* duplicates suppressed: embedding-worker "job done ... callback=already-pushed" lines (a job
+  finished twice, its callback pushed once) plus "callback applied" lines that stored fewer
+  vectors than they carried (a repeated callback that changed nothing);
+* max redeliveries: the most deliveries a finished job needed, minus one, from the "job
+  done" lines (a worker killed between pushing a callback and logging it leaves no line);
+* lost: documents that never completed; effects off: tasks whose stored vectors (counted
+  from the log and from `chunks_embedded`) differ from their chunk count.
+
+Exits 0 when nothing was lost and every job had exactly one effect, 1 otherwise.
+
+    .venv/bin/python -m bench.soak [--duration 600] [--jobs 10000] [--kill-every 2]
+                                   [--workers 2] [--in-flight 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.ingestion_throughput import make_document
+from bench.stack_process import RunningStack, clean_env, running_stack
+
+COLLECTION = "soak"
+SEED = 20261125
+#: Words per document: well under one chunk, so each document is one embedding job.
+DOCUMENT_WORDS = 60
+#: The run is declared broken when no document finishes for this long.
+STALL_TIMEOUT_S = 180.0
+#: How soon a killed worker's jobs are claimed by another (the default is 30 s).
+CLAIM_IDLE_MS = "3000"
+
+_JOB_DONE = re.compile(r"job done job_id=\S+ .*deliveries=(\d+) callback=(pushed|already-pushed)")
+_APPLIED = re.compile(r"callback applied task_id=(\S+) chunks=(\d+) stored=(\d+)")
+
+
+@dataclass
+class SoakConfig:
+    jobs: int
+    duration_s: float | None = None
+    kill_every_s: float = 2.0
+    workers: int = 2
+    in_flight: int = 8
+    seed: int = SEED
+
+
+@dataclass
+class SoakFigures:
+    jobs_sent: int = 0
+    completed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    lost: int = 0
+    kills: int = 0
+    restarts: int = 0
+    callbacks_received: int = 0
+    duplicates_embedding: int = 0
+    duplicates_ingestion: int = 0
+    max_redeliveries: int = 0
+    dead_lettered: int = 0
+    chunks_expected: int = 0
+    chunks_stored: int = 0
+    #: Tasks whose stored vectors differ from their chunk count (expected: none).
+    effects_off: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def held(self) -> bool:
+        """Nothing lost, nothing failed, and exactly one effect per job."""
+        return not (self.lost or self.failed or self.effects_off) and (
+            self.chunks_stored == self.chunks_expected
+        )
+
+    def report(self) -> str:
+        return "\n".join(
+            [
+                f"soak: {self.seconds:.0f} s, {self.kills} embedding workers SIGKILLed "
+                f"({self.restarts} restarts seen)",
+                f"  jobs sent            {self.jobs_sent}",
+                f"  callbacks received   {self.callbacks_received}",
+                f"  duplicates suppressed {self.duplicates_embedding + self.duplicates_ingestion}"
+                f" (embedding {self.duplicates_embedding}, ingestion {self.duplicates_ingestion})",
+                f"  max redeliveries     {self.max_redeliveries}",
+                f"  dead-lettered        {self.dead_lettered}",
+                f"  completed            {self.completed}",
+                f"  failed               {len(self.failed)}",
+                f"  lost                 {self.lost}",
+                f"  vectors stored       {self.chunks_stored} of {self.chunks_expected}",
+                f"  jobs with other than one effect {len(self.effects_off)}",
+            ]
+        )
+
+
+class _Killer:
+    """SIGKILLs a random embedding worker of the stack every `every_s` seconds."""
+
+    def __init__(self, stack: RunningStack, every_s: float, rng: random.Random) -> None:
+        self.stack = stack
+        self.every_s = every_s
+        self.rng = rng
+        self.killed: set[int] = set()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            alive = [
+                pid
+                for pid in self.stack.pids("embedding-worker-").values()
+                if pid not in self.killed
+            ]
+            if not alive:
+                continue  # all of them are being restarted
+            pid = self.rng.choice(alive)
+            self.killed.add(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                self.killed.discard(pid)
+
+
+async def _call(
+    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+) -> dict[str, Any]:
+    """One API call; 429 and 503 are waited out as a client should (Retry-After)."""
+    while True:
+        async with session.request(method, url, **kwargs) as response:
+            if response.status in (429, 503):
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            body: dict[str, Any] = await response.json()
+            if response.status >= 400:
+                raise RuntimeError(f"{method} {url}: {response.status} {body}")
+            return body
+
+
+async def _send(
+    session: aiohttp.ClientSession, base: str, config: SoakConfig, deadline: float
+) -> dict[str, str]:
+    """Upload documents until `config.jobs` or the deadline; document id → task id."""
+    rng = random.Random(config.seed)
+    tasks: dict[str, str] = {}
+    slots = asyncio.Semaphore(config.in_flight)
+    url = f"{base}/api/v1/collections/{COLLECTION}/documents"
+
+    async def upload(number: int, text: str) -> None:
+        try:
+            document_id = f"doc-{number:06d}"
+            body = await _call(
+                session, "POST", url, json={"text": f"{text}", "document_id": document_id}
+            )
+            tasks[document_id] = body["task_id"]
+        finally:
+            slots.release()
+
+    uploads: list[asyncio.Task[None]] = []
+    for number in range(config.jobs):
+        if time.monotonic() >= deadline:
+            break
+        await slots.acquire()
+        text = f"Soak document {number}. " + make_document(rng, DOCUMENT_WORDS)
+        uploads.append(asyncio.create_task(upload(number, text)))
+    await asyncio.gather(*uploads)
+    return tasks
+
+
+async def _wait_finished(session: aiohttp.ClientSession, base: str, expected: int) -> None:
+    """Until every uploaded document is completed or failed; fails on a stall."""
+    url = f"{base}/api/v1/collections/{COLLECTION}/documents"
+    finished, last_change = -1, time.monotonic()
+    while True:
+        body = await _call(session, "GET", url)
+        statuses = Counter(d["status"] for d in body["documents"])
+        now_finished = statuses["completed"] + statuses["failed"]
+        if now_finished >= expected:
+            return
+        if now_finished != finished:
+            finished, last_change = now_finished, time.monotonic()
+        elif time.monotonic() - last_change > STALL_TIMEOUT_S:
+            raise RuntimeError(f"no document finished for {STALL_TIMEOUT_S:.0f} s: {statuses}")
+        await asyncio.sleep(1.0)
+
+
+async def _task_rows(
+    session: aiohttp.ClientSession, base: str, task_ids: list[str]
+) -> list[dict[str, Any]]:
+    slots = asyncio.Semaphore(16)
+
+    async def one(task_id: str) -> dict[str, Any]:
+        async with slots:
+            return await _call(session, "GET", f"{base}/api/v1/tasks/{task_id}")
+
+    return list(await asyncio.gather(*(one(t) for t in task_ids)))
+
+
+def _count_logs(figures: SoakFigures, lines: list[str]) -> dict[str, int]:
+    """Fill the log-derived figures; returns vectors stored per task according to the log."""
+    stored_by_task: Counter[str] = Counter()
+    for line in lines:
+        if match := _JOB_DONE.search(line):
+            deliveries, outcome = int(match.group(1)), match.group(2)
+            figures.max_redeliveries = max(figures.max_redeliveries, deliveries - 1)
+            if outcome == "already-pushed":
+                figures.duplicates_embedding += 1
+        elif match := _APPLIED.search(line):
+            chunks, stored = int(match.group(2)), int(match.group(3))
+            figures.callbacks_received += 1
+            stored_by_task[match.group(1)] += stored
+            if stored < chunks:
+                figures.duplicates_ingestion += 1
+        elif "job dead-lettered" in line:
+            figures.dead_lettered += 1
+        elif re.search(r"service=embedding-worker-\d+ exited code=-9; restarting it", line):
+            figures.restarts += 1
+    return stored_by_task
+
+
+async def soak(config: SoakConfig, workdir: Path) -> SoakFigures:
+    """Run the soak in `workdir` (the stack's data goes there) and count what happened."""
+    env = clean_env(
+        workdir / "data",
+        EMBEDDING_WORKERS=str(config.workers),
+        EMBEDDING_CLAIM_IDLE_MS=CLAIM_IDLE_MS,
+        LOG_LEVEL="INFO",
+    )
+    figures = SoakFigures()
+    async with running_stack(env) as stack:
+        headers = {"Authorization": f"Bearer {stack.key}"}
+        base = stack.ingestion_url
+        async with aiohttp.ClientSession(headers=headers) as session:
+            await _call(
+                session, "POST", f"{base}/api/v1/collections", json={"collection_id": COLLECTION}
+            )
+            killer = _Killer(stack, config.kill_every_s, random.Random(config.seed))
+            started = time.monotonic()
+            deadline = started + (config.duration_s or float("inf"))
+            kills = asyncio.create_task(killer.run())
+            try:
+                tasks = await _send(session, base, config, deadline)
+                await _wait_finished(session, base, len(tasks))
+            finally:
+                kills.cancel()
+            figures.seconds = time.monotonic() - started
+            figures.kills = len(killer.killed)
+            figures.jobs_sent = len(tasks)
+            rows = await _task_rows(session, base, list(tasks.values()))
+        await asyncio.sleep(0.5)  # the last log lines of the services
+        stored_by_task = _count_logs(figures, stack.lines)
+    for row in rows:
+        task_id = row["task_id"]
+        if row["status"] == "completed":
+            figures.completed += 1
+        elif row["status"] == "failed":
+            figures.failed[task_id] = f"{row.get('error_code')}: {row.get('error_message')}"
+        else:
+            figures.lost += 1
+        figures.chunks_expected += row["chunks_total"]
+        figures.chunks_stored += row["chunks_embedded"]
+        if not row["chunks_embedded"] == stored_by_task[task_id] == row["chunks_total"]:
+            figures.effects_off.append(task_id)
+    figures.lost += figures.jobs_sent - len(rows)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of sending")
+    parser.add_argument("--jobs", type=int, default=10_000, help="stop sending after this many")
+    parser.add_argument("--kill-every", type=float, default=2.0, help="seconds between kills")
+    parser.add_argument("--workers", type=int, default=2, help="embedding workers")
+    parser.add_argument("--in-flight", type=int, default=8, help="uploads in flight")
+    args = parser.parse_args(argv)
+    config = SoakConfig(
+        jobs=args.jobs,
+        duration_s=args.duration,
+        kill_every_s=args.kill_every,
+        workers=args.workers,
+        in_flight=args.in_flight,
+    )
+    with tempfile.TemporaryDirectory(prefix="embedpipe-soak-") as workdir:
+        try:
+            figures = asyncio.run(soak(config, Path(workdir)))
+        except KeyboardInterrupt:
+            return 130
+    print(figures.report())
+    for task_id, reason in list(figures.failed.items())[:10]:
+        print(f"  failed task {task_id}: {reason}")
+    return 0 if figures.held else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Embedding workers SIGKILLed every ~2 s under 1,000 jobs through the whole stack: every
+job has exactly one effect (its vectors stored once), none is lost. The longer version of
+this run is `python -m bench.soak`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.soak import SoakConfig, soak
+
+JOBS = 1000
+
+
+@pytest.mark.timeout(600)
+async def test_killing_a_worker_every_two_seconds_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    figures = await soak(SoakConfig(jobs=JOBS, kill_every_s=2.0, workers=2), tmp_path)
+    print("\n" + figures.report())
+    assert figures.jobs_sent == JOBS
+    assert figures.kills >= 5, "the workers were hardly disturbed; the test proves nothing"
+    assert figures.lost == 0
+    assert not figures.failed, list(figures.failed.items())[:5]
+    assert figures.chunks_stored == figures.chunks_expected >= JOBS
+    assert not figures.effects_off, f"tasks without exactly one effect: {figures.effects_off[:5]}"
+    assert figures.callbacks_received >= JOBS
+    assert figures.dead_lettered == 0

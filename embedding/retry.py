@@ -37,15 +37,28 @@ class RetryPolicy:
 async def call_with_retries(
     call: Callable[[], Awaitable[T]], policy: RetryPolicy, *, what: str
 ) -> T:
-    """Run `call`; retry it while it raises a transient `EmbeddingError`."""
+    """Run `call`; retry it while it raises a transient `EmbeddingError`.
+
+    A permanent error is raised as it is. When the retries run out, the last error is
+    raised with its code (PROVIDER_RATE_LIMITED, PROVIDER_UNAVAILABLE, PROVIDER_TIMEOUT,
+    ...: what a job's error callback carries) and a message saying how many attempts
+    were made.
+    """
     attempt = 0
     while True:
         try:
             return await call()
         except EmbeddingError as exc:
             attempt += 1
-            if not exc.transient or attempt > policy.max_retries:
+            if not exc.transient:
                 raise
+            if attempt > policy.max_retries:
+                raise EmbeddingError(
+                    exc.code,
+                    f"gave up after {attempt} attempts: {exc.message}",
+                    violations=exc.violations,
+                    retry_after_s=exc.retry_after_s,
+                ) from exc
             delay = policy.delay_s(attempt, exc.retry_after_s)
             log.warning(
                 "retrying what=%s attempt=%d/%d delay_s=%.2f code=%s error=%s",

@@ -45,6 +45,8 @@ class ModelSpec:
     api_key: str = field(default="", repr=False)
     supports_dimensions: bool = False
     max_concurrency: int = 4
+    #: openai: seconds one upstream request may take, first byte sent to last byte read;
+    #: past it the request is abandoned as PROVIDER_TIMEOUT (transient, so retried).
     timeout_s: float = 60.0
 
 

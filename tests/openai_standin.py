@@ -2,16 +2,21 @@
 
 It answers like OpenAI (float lists or base64 little-endian float32), with vectors that are
 a pure function of the text, so a test can compute what it should receive. It records
-every request it is sent, and it can be told to fail: `fail_next` queues canned failures
-(429 with Retry-After, 500, 400, ...) that are answered before it succeeds again, and any
-request containing `REJECT_MARKER` in one of its inputs is refused with a 400.
+every request it is sent, and it can be told to misbehave: `fail_next` queues canned
+failures (429 with Retry-After, 500, 400, ...), `hang_next` requests it accepts and then
+never answers (or answers only after a long delay), and `trickle_next` answers whose body
+arrives one byte at a time. Scripted behaviours are used up in the order they were queued,
+one per request, before it succeeds again. Any request containing `REJECT_MARKER` in one of
+its inputs is refused with a 400.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +31,8 @@ from tests.helpers import serving_app
 DEFAULT_DIMENSIONS = 64
 #: An input containing this text makes the whole request a 400 (a permanent refusal).
 REJECT_MARKER = "<<standin: reject this input>>"
+#: The status recorded for a request the stand-in held up (hung, delayed or trickled).
+STALLED = 0
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -57,6 +64,8 @@ class RecordedRequest:
     encoding_format: str | None
     authorization: str | None
     status: int
+    #: `time.monotonic()` when the request arrived.
+    received_at: float
 
     @property
     def input_count(self) -> int:
@@ -70,14 +79,24 @@ class _Failure:
     code: str | None
 
 
+@dataclass(frozen=True)
+class _Stall:
+    """Hold a request: `answer_after_s` None never answers; `byte_every_s` trickles."""
+
+    answer_after_s: float | None = None
+    byte_every_s: float | None = None
+
+
 class OpenAIStandin:
-    """The server's state: what it was sent and the failures it still has to give."""
+    """The server's state: what it was sent and the misbehaviours it still has to give."""
 
     def __init__(self, *, default_dimensions: int = DEFAULT_DIMENSIONS) -> None:
         self.default_dimensions = default_dimensions
         self.base_url = ""
         self.requests: list[RecordedRequest] = []
-        self._failures: deque[_Failure] = deque()
+        self._script: deque[_Failure | _Stall] = deque()
+        #: Set when the server stops: held-up requests are let go then.
+        self.stopping = asyncio.Event()
 
     def fail_next(
         self,
@@ -87,7 +106,17 @@ class OpenAIStandin:
         code: str | None = None,
     ) -> None:
         """Answer the next `times` requests with `status` (a Retry-After header, an error code)."""
-        self._failures.extend(_Failure(status, retry_after, code) for _ in range(times))
+        self._script.extend(_Failure(status, retry_after, code) for _ in range(times))
+
+    def hang_next(self, times: int = 1, *, answer_after_s: float | None = None) -> None:
+        """Accept the next `times` requests and keep them waiting: never answered (until
+        the stand-in stops) or, with `answer_after_s`, answered normally that much later."""
+        self._script.extend(_Stall(answer_after_s=answer_after_s) for _ in range(times))
+
+    def trickle_next(self, times: int = 1, *, byte_every_s: float = 0.1) -> None:
+        """Answer the next `times` requests 200 at once, then send the body one byte every
+        `byte_every_s` seconds: an upstream that is slow but never silent for long."""
+        self._script.extend(_Stall(byte_every_s=byte_every_s) for _ in range(times))
 
     @property
     def statuses(self) -> list[int]:
@@ -98,7 +127,7 @@ class OpenAIStandin:
     def succeeded(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.status == 200]
 
-    async def handle_embeddings(self, request: web.Request) -> web.Response:
+    async def handle_embeddings(self, request: web.Request) -> web.StreamResponse:
         try:
             body: Any = await request.json()
         except ValueError:
@@ -112,6 +141,8 @@ class OpenAIStandin:
         encoding_format = body.get("encoding_format")
         model = body.get("model")
 
+        received_at = time.monotonic()
+
         def record(status: int) -> None:
             self.requests.append(
                 RecordedRequest(
@@ -121,18 +152,29 @@ class OpenAIStandin:
                     encoding_format=encoding_format,
                     authorization=request.headers.get("Authorization"),
                     status=status,
+                    received_at=received_at,
                 )
             )
 
-        if self._failures:
-            failure = self._failures.popleft()
-            record(failure.status)
+        scripted = self._script.popleft() if self._script else None
+        if isinstance(scripted, _Failure):
+            record(scripted.status)
             return _error(
-                failure.status,
+                scripted.status,
                 "scripted failure",
-                retry_after=failure.retry_after,
-                code=failure.code,
+                retry_after=scripted.retry_after,
+                code=scripted.code,
             )
+        if isinstance(scripted, _Stall):
+            record(STALLED)
+            answer = self._answer(model, texts, dimensions, encoding_format)
+            if scripted.byte_every_s is not None:
+                return await self._trickle(request, answer, scripted.byte_every_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), scripted.answer_after_s)
+            if self.stopping.is_set():
+                return _error(503, "the stand-in is stopping")
+            return answer
         problem = _validate(model, inputs, dimensions, encoding_format)
         if problem is None and any(REJECT_MARKER in text for text in texts):
             problem = "an input contains the reject marker"
@@ -140,7 +182,13 @@ class OpenAIStandin:
             record(400)
             return _error(400, problem)
         record(200)
-        width = dimensions or self.default_dimensions
+        return self._answer(model, texts, dimensions, encoding_format)
+
+    def _answer(
+        self, model: object, texts: list[str], dimensions: object, encoding_format: object
+    ) -> web.Response:
+        """The answer a well-behaved upstream gives."""
+        width = dimensions if isinstance(dimensions, int) else self.default_dimensions
         data = []
         for index, text in enumerate(texts):
             vector = standin_vector(text, width)
@@ -159,6 +207,23 @@ class OpenAIStandin:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+    async def _trickle(
+        self, request: web.Request, answer: web.Response, byte_every_s: float
+    ) -> web.StreamResponse:
+        """Send `answer`'s headers now and its body one byte at a time."""
+        assert isinstance(answer.body, bytes)
+        body = answer.body
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):  # the client gave up
+            for i in range(len(body)):
+                if self.stopping.is_set():
+                    break
+                await response.write(body[i : i + 1])
+                await asyncio.sleep(byte_every_s)
+        return response
 
 
 def _validate(
@@ -212,4 +277,7 @@ async def running_standin(
     app.router.add_post("/v1/embeddings", standin.handle_embeddings)
     async with serving_app(app, access_log=None) as url:
         standin.base_url = f"{url}/v1"
-        yield standin
+        try:
+            yield standin
+        finally:
+            standin.stopping.set()

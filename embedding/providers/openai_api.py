@@ -5,6 +5,11 @@ requests run with bounded concurrency, vectors travel base64-encoded (a quarter 
 size) and upstream failures become `EmbeddingError`s that say whether a retry may help.
 Retrying is the caller's business (the worker's retry policy), so the client's own
 retries are off.
+
+Each request is bounded by the model's `timeout_s` from start to last byte. The client's
+own timeout only bounds each wait for the next bytes, so an upstream that trickles its
+answer could hold a request for far longer; the whole request is therefore also run under
+`asyncio.timeout`. Either way it ends as PROVIDER_TIMEOUT, which is transient (retried).
 """
 
 from __future__ import annotations
@@ -77,9 +82,16 @@ def _retry_after_s(headers: object) -> float | None:
     return max(0.0, parsed.timestamp() - time.time())
 
 
-def _as_error(exc: openai.OpenAIError, model: str) -> EmbeddingError:
+def _timed_out(model: str, timeout_s: float) -> EmbeddingError:
+    return EmbeddingError(
+        ErrorCode.PROVIDER_TIMEOUT,
+        f"model {model!r}: upstream did not answer within {timeout_s:g}s",
+    )
+
+
+def _as_error(exc: openai.OpenAIError, model: str, timeout_s: float) -> EmbeddingError:
     if isinstance(exc, openai.APITimeoutError):
-        return EmbeddingError(ErrorCode.PROVIDER_TIMEOUT, f"model {model!r}: upstream timed out")
+        return _timed_out(model, timeout_s)
     if isinstance(exc, openai.APIConnectionError):
         return EmbeddingError(
             ErrorCode.PROVIDER_UNAVAILABLE, f"model {model!r}: upstream unreachable: {exc}"
@@ -150,18 +162,25 @@ class OpenAIProvider:
         if self._client is None:
             raise EmbeddingError(ErrorCode.NOT_READY, f"model {self.spec.name!r} is not loaded")
         upstream = self.spec.upstream_model or self.spec.name
+        timeout_s = self.spec.timeout_s
         async with self._semaphore:
             try:
-                if dimensions is None:
-                    response = await self._client.embeddings.create(
-                        model=upstream, input=texts, encoding_format="base64"
-                    )
-                else:
-                    response = await self._client.embeddings.create(
-                        model=upstream, input=texts, encoding_format="base64", dimensions=dimensions
-                    )
+                async with asyncio.timeout(timeout_s):
+                    if dimensions is None:
+                        response = await self._client.embeddings.create(
+                            model=upstream, input=texts, encoding_format="base64"
+                        )
+                    else:
+                        response = await self._client.embeddings.create(
+                            model=upstream,
+                            input=texts,
+                            encoding_format="base64",
+                            dimensions=dimensions,
+                        )
+            except TimeoutError as exc:
+                raise _timed_out(self.spec.name, timeout_s) from exc
             except openai.OpenAIError as exc:
-                raise _as_error(exc, self.spec.name) from exc
+                raise _as_error(exc, self.spec.name, timeout_s) from exc
         if len(response.data) != len(texts):
             raise EmbeddingError(
                 ErrorCode.PROVIDER_FAILED,

@@ -59,6 +59,8 @@ class StreamConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.read_count = read_count
         self.block_ms = block_ms
+        #: Where the next XAUTOCLAIM scan of the pending list goes on from ("0-0": start).
+        self.claim_cursor = "0-0"
 
     async def ensure_group(self) -> None:
         """Create the group (and stream) if missing; it reads from the stream's start."""
@@ -85,15 +87,21 @@ class StreamConsumer:
         One at a time by default: an entry's delivery count then only grows while it is
         really being worked on, so a poison entry that kills its worker does not push
         the entries claimed next to it towards the dead-letter limit.
+
+        Redis looks at no more than 10 x `count` pending entries per call, so the scan
+        goes on from where the last call stopped (`claim_cursor`) and starts over at the
+        end of the list: a dead consumer's entries behind many that live consumers hold
+        are reached too.
         """
         reply: Any = await self.redis.xautoclaim(
             self.stream,
             self.group,
             self.consumer,
             min_idle_time=self.claim_idle_ms,
-            start_id="0-0",
+            start_id=self.claim_cursor,
             count=count,
         )
+        self.claim_cursor = _entry_id(reply[0]) if reply else "0-0"
         items = reply[1] if reply else []
         claimed = [(_entry_id(raw_id), dict(fields)) for raw_id, fields in items if fields]
         if not claimed:
@@ -134,7 +142,8 @@ class StreamConsumer:
         retry_on: tuple[type[Exception], ...] = (),
     ) -> None:
         """Hand entries to `handle` until `stop` is set: stale ones first (looked for every
-        `claim_every_s`, and again at once while there are some), else new ones.
+        `claim_every_s`, and again at once while there are some or the scan of the pending
+        list is not through), else new ones.
 
         Redis outages and refusals (and the errors in `retry_on`, e.g. a database that is
         down) are waited out, never fatal: what was in hand stays pending and comes back.
@@ -146,7 +155,10 @@ class StreamConsumer:
                 entries: list[StreamEntry] = []
                 if time.monotonic() >= next_claim:
                     entries = await self.claim_stale()
-                    next_claim = 0.0 if entries else time.monotonic() + claim_every_s
+                    scanned_all = self.claim_cursor == "0-0"
+                    next_claim = (
+                        0.0 if entries or not scanned_all else time.monotonic() + claim_every_s
+                    )
                 if not entries:
                     entries = await self.read_new()
                 if entries:

@@ -1,0 +1,50 @@
+"""The stream consumer's reclaiming: a dead consumer's entries are found even when many
+entries of live consumers sit before them in the pending list."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from embedpipe.streams import StreamConsumer
+
+STREAM = "test:stream"
+GROUP = "test-group"
+IDLE_MS = 200
+
+
+def _consumer(redis: aioredis.Redis, name: str, read_count: int) -> StreamConsumer:
+    return StreamConsumer(
+        redis,
+        stream=STREAM,
+        group=GROUP,
+        consumer=name,
+        claim_idle_ms=IDLE_MS,
+        read_count=read_count,
+        block_ms=10,
+    )
+
+
+async def test_a_dead_consumers_entry_behind_many_live_ones_is_claimed(
+    redis: aioredis.Redis,
+) -> None:
+    live = _consumer(redis, "live", read_count=50)
+    dead = _consumer(redis, "dead", read_count=1)
+    rescuer = _consumer(redis, "rescuer", read_count=1)
+    await live.ensure_group()
+    for n in range(50):
+        await redis.xadd(STREAM, {"n": str(n)})
+    held = await live.read_new()  # 50 entries a live consumer is working on
+    await redis.xadd(STREAM, {"n": "lost"})
+    (orphan,) = await dead.read_new()  # then its consumer dies
+    await asyncio.sleep(IDLE_MS / 1000 * 1.5)
+    await live.touch([entry.entry_id for entry in held])  # the live one is still at work
+
+    claimed = []
+    for _ in range(10):  # a few rounds, as the consume loop would make
+        claimed += await rescuer.claim_stale()
+        if claimed:
+            break
+    assert [entry.entry_id for entry in claimed] == [orphan.entry_id]
+    assert claimed[0].fields == {b"n": b"lost"} and claimed[0].deliveries == 2

@@ -16,6 +16,10 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 INLINE_TOKENIZE_CHARS = 16_384
 
 _ID_FIELDS = ("document_id", "collection_id", "tenant_id", "task_id")
+#: Last parts of names the allowed pattern matches but that are no callback queue: the
+#: ingestion service keeps its dead-letter list (`ingestion:callbacks:dead`) and consumer
+#: heartbeats (`ingestion:callbacks:consumers`) there; nobody may push callbacks into them.
+RESERVED_QUEUE_NAMES = frozenset({"dead", "consumers", "processing"})
 
 
 def _check_ids(request: pb.GenerateEmbeddingsRequest, limits: Limits) -> list[FieldViolation]:
@@ -125,6 +129,14 @@ async def validate_generate(
                 "callback_queue",
                 f"{request.callback_queue!r} is not an allowed queue name "
                 f"(pattern {callback_queue_pattern.pattern})",
+            )
+        )
+    elif request.callback_queue.rpartition(":")[2] in RESERVED_QUEUE_NAMES:
+        violations.append(
+            FieldViolation(
+                "callback_queue",
+                f"{request.callback_queue!r} is not an allowed queue name "
+                "(reserved for the ingestion service's own lists)",
             )
         )
     if not violations:

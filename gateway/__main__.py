@@ -19,8 +19,8 @@ def main() -> int:
     settings = settings_or_exit(GatewaySettings.from_env)
     configure_logging(settings.log_level)
     log.info(
-        "gateway listening host=%s port=%d upstream=%s",
-        settings.host, settings.port, settings.embedding_target,
+        "gateway listening host=%s port=%d upstream=%s keys_checked_here=%s",
+        settings.host, settings.port, settings.embedding_target, settings.keys.enabled,
     )  # fmt: skip
     # aiohttp's runner handles SIGTERM/SIGINT: stop accepting, finish requests, clean up.
     web.run_app(

@@ -8,8 +8,10 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
+from embedpipe.auth import KeyRedactingAccessLogger
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_conn import connect
+from gateway.auth import authenticate
 from gateway.errors import error_middleware
 from gateway.generate import generate_embeddings
 from gateway.metrics import (
@@ -57,8 +59,15 @@ def create_app(settings: GatewaySettings) -> web.Application:
     """The gateway application; the gRPC channel and Redis open and close with it."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        # Outermost first: the metrics see the status the error middleware answered with.
-        middlewares=[metrics_middleware, error_middleware(settings.unavailable_retry_after_s)],
+        # Outermost first: the metrics see the status the error middleware answered with,
+        # and a refused key is answered before the body is read.
+        middlewares=[
+            metrics_middleware,
+            error_middleware(settings.unavailable_retry_after_s),
+            authenticate,
+        ],
+        # Keys belong in headers, but one sent in a URL must not reach an access log either.
+        handler_args={"access_log_class": KeyRedactingAccessLogger},
     )
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()

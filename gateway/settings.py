@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from embedpipe.auth import KeyStore
 from embedpipe.envconfig import env_float, env_int, env_str
 
 
@@ -26,6 +27,9 @@ class GatewaySettings:
     grpc_max_message_bytes: int = 64 * 1024 * 1024
     #: Retry-After sent with a 503 when the upstream does not say.
     unavailable_retry_after_s: int = 1
+    #: API keys (`EMBEDPIPE_API_KEYS`): when set, the gateway refuses a request without a
+    #: valid key before reading its body; the embedding server checks it again either way.
+    keys: KeyStore = field(default_factory=KeyStore)
     log_level: str = "INFO"
 
     @classmethod
@@ -48,5 +52,6 @@ class GatewaySettings:
             unavailable_retry_after_s=env_int(
                 env, "GATEWAY_UNAVAILABLE_RETRY_AFTER_S", d.unavailable_retry_after_s, minimum=1
             ),
+            keys=KeyStore.from_env(env),
             log_level=env_str(env, "LOG_LEVEL", d.log_level),
         )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
+from embedpipe.auth import KeyRedactingAccessLogger
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.readiness import readiness_response
 from embedpipe.redis_conn import connect as connect_redis
@@ -54,6 +55,8 @@ def create_app(settings: IngestionSettings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_upload_bytes + 64 * 1024,
         middlewares=[errors, authenticate],
+        # A WebSocket's key may be in its URL: any access log must not show it.
+        handler_args={"access_log_class": KeyRedactingAccessLogger},
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)

@@ -13,7 +13,7 @@ import grpc
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from embedpipe.auth import SERVICE_TENANT, key_from_headers
+from embedpipe.auth import API_KEY_QUERY, SERVICE_TENANT, key_from_headers
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.http_errors import Violation, error_body
 from embedpipe.redis_conn import RETRYABLE_ERRORS
@@ -116,7 +116,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     headers = {k.lower(): v for k, v in request.headers.items()}
     key = key_from_headers(headers)
     if key is None and request.path in QUERY_KEY_PATHS:
-        key = request.query.get("api_key")
+        key = request.query.get(API_KEY_QUERY)
     tenant = keys.tenant_for(key)
     if tenant is None:
         raise IngestionError(

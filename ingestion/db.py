@@ -17,12 +17,20 @@ _MIGRATION_LOCK = 4_242_001
 Pool = asyncpg.Pool
 
 #: Errors meaning "the database is not reachable right now": retry later, lose nothing.
+#: A server going down refuses new sessions with 57P03 and ends open ones with 57P01/57P02
+#: (asyncpg mostly reports those as a closed connection); a connection it drops while the
+#: pool sets it up can leave asyncpg's protocol in a state it reports as an
+#: InternalClientError ("cannot switch to state 12; another operation (2) is in
+#: progress"), which dead-lettered a valid callback before. None is about the data.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
 )
 
 

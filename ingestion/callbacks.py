@@ -11,6 +11,7 @@ log line; it never blocks the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -158,17 +159,25 @@ class CallbackConsumer:
         self.consumer = consumer
         self.processing = keys.processing(consumer)
         self.dead_after_ms = dead_after_ms
+        # Several beats per period: one late beat must not make a live consumer look dead.
+        self.heartbeat_s = min(HEARTBEAT_S, dead_after_ms / 4000)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("callback consumer started consumer=%s queue=%s", self.consumer, self.queue)
-        next_beat = 0.0
+        beating = asyncio.create_task(self._keep_beating(stop))
+        try:
+            await self._consume(stop)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        await self._hand_back()
+        log.info("callback consumer stopped consumer=%s", self.consumer)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         replayed = False
         while not stop.is_set():
             try:
-                if time.monotonic() >= next_beat:
-                    await self._heartbeat()
-                    await self._recover_dead_consumers()
-                    next_beat = time.monotonic() + HEARTBEAT_S
                 if not replayed:
                     # Our own leftovers from a previous life of this consumer name.
                     leftovers: list[bytes] = await self.redis.lrange(self.processing, 0, -1)  # type: ignore[assignment]
@@ -189,8 +198,21 @@ class CallbackConsumer:
                 log.exception("callback consumer error; retrying in 1s")
                 replayed = False
                 await asyncio.sleep(1.0)
-        await self._hand_back()
-        log.info("callback consumer stopped consumer=%s", self.consumer)
+
+    async def _keep_beating(self, stop: asyncio.Event) -> None:
+        """Heartbeat, and recover the lists of dead consumers, on a clock of our own.
+
+        Not between callbacks: a consumer busy with one callback for long (waiting out a
+        database outage, or a lock) is alive, and others must not replay what it holds.
+        """
+        while not stop.is_set():
+            try:
+                await self._heartbeat()
+                await self._recover_dead_consumers()
+            except Exception as exc:  # Redis down or refusing: the next beat tries again
+                log.warning("heartbeat failed consumer=%s error=%s", self.consumer, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.heartbeat_s)
 
     async def _hand_back(self) -> None:
         """On a clean stop, put what we still hold back on the queue for the others."""

@@ -33,6 +33,8 @@ from ingestion.settings import IngestionSettings
 
 log = logging.getLogger(__name__)
 
+DATABASE_RETRY_S = 1.0
+
 
 def load_tokenizer() -> Tokenizer:
     """The tokenizer chunk sizes are measured with: the bundled local model's.
@@ -61,6 +63,7 @@ class IngestionWorker:
         self.client = client
         self.tokenizer = tokenizer
         self.keys = IngestionKeys(settings.key_prefix)
+        self._stop = asyncio.Event()
         self.consumer = StreamConsumer(
             redis,
             stream=self.keys.jobs,
@@ -74,6 +77,7 @@ class IngestionWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("ingestion worker started consumer=%s", self.consumer.consumer)
+        self._stop = stop
         await self.consumer.consume(
             stop, self._process_all, claim_every_s=1.0, retry_on=DATABASE_UNAVAILABLE
         )
@@ -82,7 +86,28 @@ class IngestionWorker:
     async def _process_all(self, entries: list[StreamEntry]) -> None:
         for entry in entries:
             async with self.consumer.keep_alive([entry.entry_id]):
+                await self._process_waiting_for_the_database(entry)
+
+    async def _process_waiting_for_the_database(self, entry: StreamEntry) -> None:
+        """`process`, retried in place while the database is unavailable.
+
+        Left for redelivery instead, the job would be claimed again after every
+        INGESTION_CLAIM_IDLE_MS, each claim counting as a delivery: an outage longer than
+        INGESTION_MAX_DELIVERIES claim periods would fail it. Kept alive here it is
+        delivered once; on a stop it stays pending and comes back.
+        """
+        while True:
+            try:
                 await self.process(entry)
+                return
+            except DATABASE_UNAVAILABLE as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning(
+                    "database unavailable, job kept; retrying in %ss entry_id=%s error=%s",
+                    DATABASE_RETRY_S, entry.entry_id, exc,
+                )  # fmt: skip
+                await asyncio.sleep(DATABASE_RETRY_S)
 
     async def _finish(self, entry: StreamEntry) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

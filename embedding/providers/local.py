@@ -123,6 +123,11 @@ class LocalOnnxProvider:
             )
         self._input_names = frozenset(i.name for i in session.get_inputs())
         self._counter, self._encoder, self._session = counter, encoder, session
+        # The first run of a new session is slow (ORT sets up its kernels and threads):
+        # pay for it here, before the process reports ready and takes jobs, not inside
+        # the first job, where a crash-looping fleet would keep redelivering that one.
+        self.count_tokens(["warm-up"])
+        self._embed_blocking(["warm-up"])
         log.info(
             "model loaded name=%s path=%s dimensions=%d",
             self.spec.name,

@@ -35,6 +35,23 @@ from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker as run_ingestion_worker
 from tests.helpers import running_worker, serving_app, wait_serving
 
+_FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Report a measured figure; the run prints them all at its end, passed or not."""
+    lines = request.config.stash.setdefault(_FIGURES, [])
+    return lambda text: lines.append(text.strip())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(_FIGURES, [])
+    if lines:
+        terminalreporter.write_sep("=", "measured figures")
+        for text in lines:
+            terminalreporter.write_line(text)
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

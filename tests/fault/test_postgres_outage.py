@@ -21,7 +21,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -239,6 +239,7 @@ async def test_callbacks_wait_out_a_postgres_outage_and_nothing_is_lost(
     redis: aioredis.Redis,
     http: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
+    figure: Callable[[str], None],
 ) -> None:
     caplog.set_level(logging.INFO, logger="ingestion")
     ingestion = outage_settings(own_postgres.url, settings, auth_server, gateway)
@@ -299,7 +300,7 @@ async def test_callbacks_wait_out_a_postgres_outage_and_nothing_is_lost(
         for t in finished
         if t["status"] != "completed" or t["chunks_embedded"] != t["chunks_total"]
     ]
-    print(
+    figure(
         f"\npostgres outage: documents {len(task_ids)}, callbacks held while down "
         f"{held_while_down}, lost {len(lost)}, dead-lettered {counts['dead']}, "
         f"outage {outage_s:.1f} s"

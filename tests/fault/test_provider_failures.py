@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import numpy as np
@@ -88,7 +88,7 @@ def stall(standin: OpenAIStandin, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["never answers", "answers after 30 s", "trickles its answer"])
 async def test_a_stalled_request_times_out_as_transient_and_the_retry_succeeds(
-    provider: OpenAIProvider, standin: OpenAIStandin, kind: str
+    provider: OpenAIProvider, standin: OpenAIStandin, kind: str, figure: Callable[[str], None]
 ) -> None:
     stall(standin, kind)
     started = time.monotonic()
@@ -113,7 +113,7 @@ async def test_a_stalled_request_times_out_as_transient_and_the_retry_succeeds(
     assert np.array_equal(output.vectors, expected_vectors(SENTENCES[:2]))
     assert standin.statuses == [STALLED, STALLED, 200]
     assert TIMEOUT_S * 0.9 <= gaps_s(standin)[1] < TIMEOUT_S + 1.0
-    print(
+    figure(
         f"\nupstream {kind}: abandoned after {gave_up_after:.2f} s (timeout {TIMEOUT_S} s); "
         f"with a retry, vectors after {took:.2f} s"
     )
@@ -125,6 +125,7 @@ async def test_a_job_whose_upstream_always_hangs_gets_a_timeout_error_callback_i
     standin: OpenAIStandin,
     queue: JobQueue,
     redis: aioredis.Redis,
+    figure: Callable[[str], None],
 ) -> None:
     own = worker_settings(settings, max_retries=2)
     standin.hang_next(times=100)
@@ -147,7 +148,7 @@ async def test_a_job_whose_upstream_always_hangs_gets_a_timeout_error_callback_i
     assert all(gap >= TIMEOUT_S * 0.9 for gap in gaps_s(standin))
     assert attempts * TIMEOUT_S * 0.9 <= took < bound_s
     assert await redis.xlen(EmbeddingKeys().jobs) == 0
-    print(
+    figure(
         f"\nupstream always hangs: error callback PROVIDER_TIMEOUT after {took:.2f} s "
         f"({attempts} attempts of {TIMEOUT_S} s; bound {bound_s:.1f} s)"
     )
@@ -162,6 +163,7 @@ async def test_mixed_429s_and_5xx_then_success_give_one_success_callback(
     standin: OpenAIStandin,
     queue: JobQueue,
     redis: aioredis.Redis,
+    figure: Callable[[str], None],
 ) -> None:
     own = worker_settings(settings, max_retries=5)
     standin.fail_next(429, retry_after=0.6)
@@ -185,7 +187,7 @@ async def test_mixed_429s_and_5xx_then_success_give_one_success_callback(
     # Without a Retry-After, our own backoff (the first one: 0.5-1 x retry_base_s).
     assert after_500 < 0.6
     assert await redis.xlen(EmbeddingKeys().jobs) == 0
-    print(
+    figure(
         "\n429 (Retry-After 0.6), 500, 503 (Retry-After 0.4), 429 (Retry-After 0.3), 200: "
         f"retried after {after_429:.2f}, {after_500:.2f}, {after_503:.2f}, "
         f"{after_second_429:.2f} s; one success callback"
@@ -193,7 +195,7 @@ async def test_mixed_429s_and_5xx_then_success_give_one_success_callback(
 
 
 async def test_a_retry_after_given_as_an_http_date_is_waited_out(
-    provider: OpenAIProvider, standin: OpenAIStandin
+    provider: OpenAIProvider, standin: OpenAIStandin, figure: Callable[[str], None]
 ) -> None:
     not_before = time.time() + 2
     standin.fail_next(503, retry_after=email.utils.formatdate(not_before, usegmt=True))
@@ -210,7 +212,7 @@ async def test_a_retry_after_given_as_an_http_date_is_waited_out(
     assert standin.statuses == [503, 200]
     retried_at = standin.requests[1].received_at
     assert retried_at >= not_before_monotonic - 0.05
-    print(f"\n503 with an HTTP-date Retry-After: retried after {gaps_s(standin)[0]:.2f} s")
+    figure(f"\n503 with an HTTP-date Retry-After: retried after {gaps_s(standin)[0]:.2f} s")
 
 
 async def test_a_job_rate_limited_past_its_retries_fails_as_rate_limited(

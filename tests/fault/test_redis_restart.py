@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +24,10 @@ JOBS = 60
 
 
 async def test_no_accepted_job_is_lost_across_a_redis_restart(
-    settings: EmbeddingSettings, local_provider: LocalOnnxProvider, tmp_path: Path
+    settings: EmbeddingSettings,
+    local_provider: LocalOnnxProvider,
+    tmp_path: Path,
+    figure: Callable[[str], None],
 ) -> None:
     redis_server = RedisServer(tmp_path / "redis", appendonly=True)
     redis_server.start()
@@ -73,7 +77,7 @@ async def test_no_accepted_job_is_lost_across_a_redis_restart(
     finally:
         await server.stop(0.5)
         redis_server.stop()
-    print(
+    figure(
         f"\nredis restart: jobs sent {JOBS}, accepted {len(accepted)}, refused while down "
         f"{refused}, accepted jobs lost {len(accepted - called_back)}"
     )

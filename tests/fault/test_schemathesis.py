@@ -19,7 +19,7 @@ import math
 import time
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,6 +227,7 @@ async def run_fuzz(
     name: str,
     spec: dict[str, Any],
     base_url: str,
+    figure: Callable[[str], None],
     *,
     fixed_path: Mapping[str, str] | None = None,
 ) -> Findings:
@@ -236,19 +237,21 @@ async def run_fuzz(
     await asyncio.to_thread(fuzz, spec, base_url, headers, findings)
     if fixed_path is not None:
         await asyncio.to_thread(fuzz, spec, base_url, headers, findings, fixed_path=fixed_path)
-    print(f"\n{findings.report(name)} in {time.monotonic() - started:.1f} s")
+    figure(f"{findings.report(name)} in {time.monotonic() - started:.1f} s")
     return findings
 
 
-async def test_the_gateway_answers_no_5xx(gateway: str, http: aiohttp.ClientSession) -> None:
+async def test_the_gateway_answers_no_5xx(
+    gateway: str, http: aiohttp.ClientSession, figure: Callable[[str], None]
+) -> None:
     spec = await fetch_spec(http, gateway)
-    findings = await run_fuzz("gateway", spec, gateway)
+    findings = await run_fuzz("gateway", spec, gateway, figure)
     assert findings.requests > 0
     assert not findings.server_errors, "\n\n".join(findings.server_errors)
 
 
 async def test_the_ingestion_api_answers_no_5xx(
-    ingestion_api: str, http: aiohttp.ClientSession
+    ingestion_api: str, http: aiohttp.ClientSession, figure: Callable[[str], None]
 ) -> None:
     spec = await fetch_spec(http, ingestion_api)
     # A collection, a document and its task of tenant-a, so that requests naming them reach
@@ -262,7 +265,7 @@ async def test_the_ingestion_api_answers_no_5xx(
         assert r.status == 202, await r.text()
         task_id = (await r.json())["task_id"]
     fixed = {"collection_id": "fuzzed", "document_id": "doc-1", "task_id": task_id}
-    findings = await run_fuzz("ingestion API", spec, ingestion_api, fixed_path=fixed)
+    findings = await run_fuzz("ingestion API", spec, ingestion_api, figure, fixed_path=fixed)
     assert findings.requests > 0
     assert not findings.server_errors, "\n\n".join(findings.server_errors)
 

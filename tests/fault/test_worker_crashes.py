@@ -4,6 +4,7 @@ this run is `python -m bench.soak`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,10 @@ JOBS = 1000
 @pytest.mark.timeout(600)
 async def test_killing_a_worker_every_two_seconds_loses_and_repeats_nothing(
     tmp_path: Path,
+    figure: Callable[[str], None],
 ) -> None:
     figures = await soak(SoakConfig(jobs=JOBS, kill_every_s=2.0, workers=2), tmp_path)
-    print("\n" + figures.report())
+    figure("\n" + figures.report())
     assert figures.jobs_sent == JOBS
     assert figures.kills >= 5, "the workers were hardly disturbed; the test proves nothing"
     assert figures.lost == 0

@@ -12,6 +12,7 @@ import asyncpg
 import grpc
 import redis.asyncio as aioredis
 from aiohttp import web
+from asyncpg.exceptions._base import DataError as ClientDataError
 
 from embedpipe.auth import API_KEY_QUERY, SERVICE_TENANT, key_from_headers
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
@@ -82,9 +83,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _response(exc.status, exc.reason)
-    except asyncpg.DataError as exc:
-        # Text PostgreSQL cannot store (NUL, broken UTF-8) that a check missed: the
-        # client's input, so a 400, never a 500.
+    except (asyncpg.DataError, ClientDataError) as exc:
+        # Text PostgreSQL cannot store (NUL, broken UTF-8), or a value asyncpg cannot
+        # encode, that a check missed: the client's input, so a 400, never a 500 (nor a
+        # 503: the client-side DataError is an InterfaceError, which means "unavailable").
         log.warning("input refused by the database path=%s error=%r", request.path, exc)
         return _response(400, "the request holds characters that cannot be stored")
     except (*DATABASE_UNAVAILABLE, *RETRYABLE_ERRORS) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import resources
 
@@ -15,6 +16,8 @@ _MIGRATIONS = resources.files("ingestion") / "migrations"
 _MIGRATION_LOCK = 4_242_001
 
 Pool = asyncpg.Pool
+START_RETRY_MIN_S = 0.5
+START_RETRY_MAX_S = 5.0
 
 #: Errors meaning "the database is not reachable right now": retry later, lose nothing.
 #: A server going down refuses new sessions with 57P03 and ends open ones with 57P01/57P02
@@ -64,8 +67,20 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
 
 
 async def connect(database_url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    """A pool on a migrated database (the vector extension exists before codecs register)."""
-    connection = await asyncpg.connect(database_url)
+    """A pool on a migrated database (the vector extension exists before codecs register).
+
+    A database that is not up yet is waited for (capped backoff, a warning per attempt;
+    cancel to give up); one that refuses us (bad password, no such database) is an error.
+    """
+    delay_s = START_RETRY_MIN_S
+    while True:
+        try:
+            connection = await asyncpg.connect(database_url)
+            break
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("database unavailable, retrying in %.1fs error=%r", delay_s, exc)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, START_RETRY_MAX_S)
     try:
         await apply_migrations(connection)
     finally:

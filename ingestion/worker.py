@@ -10,6 +10,7 @@ callbacks (`ingestion/callbacks.py`) that finish the tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -229,7 +230,18 @@ async def run_worker(settings: IngestionSettings, stop: asyncio.Event) -> None:
     from ingestion.callbacks import CallbackConsumer
     from ingestion.db import connect as connect_db
 
-    pool = await connect_db(settings.database_url)
+    # The database may not be up yet: wait for it, but not past a stop.
+    connecting = asyncio.create_task(connect_db(settings.database_url))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        log.info("ingestion worker stopped before the database came up")
+        return
+    pool = connecting.result()
     redis = connect_redis(settings.redis_url)
     tokenizer = await asyncio.to_thread(load_tokenizer)
     keys = IngestionKeys(settings.key_prefix)

@@ -1,0 +1,105 @@
+"""An ingestion worker started before its PostgreSQL waits for it (with a warning per
+attempt) instead of exiting, begins once it is up, and still stops at once on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from embedding.settings import EmbeddingSettings
+from embedpipe.redis_server import free_port
+from tests.helpers import REPO, start_child
+
+WAITING = "database unavailable, retrying"
+
+
+def _worker_env(settings: EmbeddingSettings, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGESTION_", "DATABASE_"))}
+    env.update(
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        REDIS_URL=settings.redis_url,
+        INGESTION_KEY_PREFIX="startup-test",
+        PYTHONPATH=str(REPO),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _text(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+async def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+    async with asyncio.timeout(30):
+        while text not in _text(log):
+            assert process.poll() is None, _text(log)
+            await asyncio.sleep(0.1)
+
+
+def _socket_of(postgres_url: str) -> Path:
+    """The Unix socket of the test's PostgreSQL (pgserver listens on one)."""
+    socket_dir = parse_qs(urlsplit(postgres_url).query)["host"][0]
+    return next(Path(socket_dir).glob(".s.PGSQL.*"))
+
+
+@contextlib.asynccontextmanager
+async def _forwarder(port: int, postgres_url: str) -> AsyncIterator[None]:
+    """From now on, 127.0.0.1:`port` is a TCP path to the test's PostgreSQL."""
+    target = _socket_of(postgres_url)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_unix_connection(str(target))
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    async with server:
+        yield
+
+
+async def test_a_worker_started_before_postgres_waits_then_begins(
+    settings: EmbeddingSettings, database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "worker.log"
+    process = start_child(["-m", "ingestion", "worker"], _worker_env(settings, port), log)
+    try:
+        await _wait_for(log, WAITING, process)
+        async with _forwarder(port, database_url):
+            await _wait_for(log, "ingestion worker started", process)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(process.wait, 15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in _text(log)
+
+
+async def test_a_worker_waiting_for_postgres_stops_at_once_on_sigterm(
+    settings: EmbeddingSettings, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    process = start_child(["-m", "ingestion", "worker"], _worker_env(settings, free_port()), log)
+    try:
+        await _wait_for(log, WAITING, process)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = _text(log)
+    assert "stopped before the database came up" in text and "Traceback" not in text

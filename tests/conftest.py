@@ -7,6 +7,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -217,6 +218,32 @@ async def database_url(postgres: str) -> str:
     return postgres
 
 
+def ingestion_settings_for(
+    database_url: str,
+    settings: EmbeddingSettings,
+    server: EmbeddingServer,
+    gateway: str,
+    **overrides: Any,
+) -> IngestionSettings:
+    """Ingestion settings on the test's services, with the test tenants' keys."""
+    keys = KeyStore({hash_key(key): tenant for tenant, key in TENANT_KEYS.items()})
+    chosen: dict[str, Any] = {
+        "consumer_name": "ingestion-test",
+        "request_chunks": 8,  # the test embedding server takes at most 10 chunks a request
+        "claim_idle_ms": 2000,
+        **overrides,
+    }
+    return IngestionSettings(
+        database_url=database_url,
+        redis_url=settings.redis_url,
+        embedding_service_url=gateway,
+        embedding_grpc_target=f"127.0.0.1:{server.port}",
+        service_key=TENANT_KEYS["*"],
+        keys=keys,
+        **chosen,
+    )
+
+
 @pytest.fixture
 def ingestion_settings(
     database_url: str,
@@ -224,18 +251,7 @@ def ingestion_settings(
     auth_server: EmbeddingServer,
     gateway: str,
 ) -> IngestionSettings:
-    keys = KeyStore({hash_key(key): tenant for tenant, key in TENANT_KEYS.items()})
-    return IngestionSettings(
-        database_url=database_url,
-        redis_url=settings.redis_url,
-        embedding_service_url=gateway,
-        embedding_grpc_target=f"127.0.0.1:{auth_server.port}",
-        service_key=TENANT_KEYS["*"],
-        keys=keys,
-        consumer_name="ingestion-test",
-        request_chunks=8,  # the test embedding server takes at most 10 chunks a request
-        claim_idle_ms=2000,
-    )
+    return ingestion_settings_for(database_url, settings, auth_server, gateway)
 
 
 @contextlib.asynccontextmanager

@@ -33,12 +33,11 @@ import redis.asyncio as aioredis
 from embedding.server import EmbeddingServer
 from embedding.settings import EmbeddingSettings
 from embedding.worker import EmbeddingWorker
-from embedpipe.auth import KeyStore, hash_key
 from embedpipe.redis_server import free_port
 from ingestion.keys import IngestionKeys
 from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker
-from tests.conftest import TENANT_KEYS, bearer, serving_ingestion
+from tests.conftest import bearer, ingestion_settings_for, serving_ingestion
 from tests.helpers import SENTENCES
 from tests.test_ingestion_api import COLLECTIONS, wait_task
 from tests.test_ingestion_e2e import upload_text
@@ -150,23 +149,6 @@ async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         await asyncio.to_thread(postgres.remove)
 
 
-def outage_settings(
-    database_url: str, settings: EmbeddingSettings, server: EmbeddingServer, gateway: str
-) -> IngestionSettings:
-    keys = KeyStore({hash_key(key): tenant for tenant, key in TENANT_KEYS.items()})
-    return IngestionSettings(
-        database_url=database_url,
-        redis_url=settings.redis_url,
-        embedding_service_url=gateway,
-        embedding_grpc_target=f"127.0.0.1:{server.port}",
-        service_key=TENANT_KEYS["*"],
-        keys=keys,
-        request_chunks=8,  # the test embedding server takes at most 10 chunks a request
-        claim_idle_ms=CLAIM_IDLE_MS,
-        max_deliveries=MAX_DELIVERIES,
-    )
-
-
 @contextlib.asynccontextmanager
 async def running_workers(settings: IngestionSettings) -> AsyncIterator[list[asyncio.Task[None]]]:
     """The ingestion workers, each a job consumer and a callback consumer."""
@@ -242,7 +224,10 @@ async def test_callbacks_wait_out_a_postgres_outage_and_nothing_is_lost(
     figure: Callable[[str], None],
 ) -> None:
     caplog.set_level(logging.INFO, logger="ingestion")
-    ingestion = outage_settings(own_postgres.url, settings, auth_server, gateway)
+    ingestion = ingestion_settings_for(
+        own_postgres.url, settings, auth_server, gateway,
+        claim_idle_ms=CLAIM_IDLE_MS, max_deliveries=MAX_DELIVERIES,
+    )  # fmt: skip
     held = Held(redis, ingestion)
     async with serving_ingestion(ingestion) as api, running_workers(ingestion) as workers:
         async with http.post(

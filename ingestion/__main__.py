@@ -13,6 +13,7 @@ from aiohttp import web
 from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
 from ingestion.api import create_app
+from ingestion.db import DATABASE_REFUSED
 from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker
 
@@ -33,14 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_or_exit(IngestionSettings.from_env)
     configure_logging(settings.log_level)
-    if args.command == "api":
-        log.info("ingestion api listening host=%s port=%d", settings.host, settings.port)
-        web.run_app(
-            create_app(settings), host=settings.host, port=settings.port,
-            access_log=None, print=None, shutdown_timeout=10,
-        )  # fmt: skip
-    else:
-        asyncio.run(_worker(settings))
+    try:
+        if args.command == "api":
+            log.info("ingestion api starting host=%s port=%d", settings.host, settings.port)
+            web.run_app(
+                create_app(settings), host=settings.host, port=settings.port,
+                access_log=None, print=None, shutdown_timeout=10,
+            )  # fmt: skip
+        else:
+            asyncio.run(_worker(settings))
+    except DATABASE_REFUSED as exc:
+        log.error("the database refuses us; check DATABASE_URL: %s", exc)
+        return 2
     return 0
 
 

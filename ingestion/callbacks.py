@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from ingestion import store
-from ingestion.db import DATABASE_UNAVAILABLE, Pool
+from ingestion.db import Pool, database_unavailable
 from ingestion.errors import IngestionErrorCode
 from ingestion.events import publish
 from ingestion.keys import IngestionKeys
@@ -270,12 +270,13 @@ class CallbackConsumer:
             try:
                 await self.handle_embedding_callback(body)
                 break
-            except DATABASE_UNAVAILABLE as exc:
-                if stop.is_set():
-                    return  # stays in our processing list; replayed next time
-                log.warning("database unavailable, callback kept; retrying error=%s", exc)
-                await asyncio.sleep(STORE_RETRY_S)
             except Exception as exc:
+                if database_unavailable(exc):
+                    if stop.is_set():
+                        return  # stays in our processing list; replayed next time
+                    log.warning("database unavailable, callback kept; retrying error=%s", exc)
+                    await asyncio.sleep(STORE_RETRY_S)
+                    continue
                 # Refused by the database, or a bug: never let one callback stop the
                 # consumer or block the queue; keep it for inspection.
                 log.exception("callback could not be applied task_id=%s", body.get("task_id"))

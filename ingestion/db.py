@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from importlib import resources
 
 import asyncpg
+from asyncpg.exceptions import _base as asyncpg_client
 from pgvector.asyncpg import register_vector
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,23 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
 )
+
+#: asyncpg's own DataError (a value it cannot encode), an InterfaceError; not
+#: asyncpg.DataError, which is PostgreSQL's (SQLSTATE class 22).
+ClientDataError = asyncpg_client.DataError
+
+#: Of those, the ones about our input or configuration, which no wait will cure: a value
+#: asyncpg cannot encode, a bad connection option, a certificate that does not verify.
+DATABASE_REFUSED: tuple[type[Exception], ...] = (
+    ClientDataError,
+    asyncpg.ClientConfigurationError,
+    ssl.SSLCertVerificationError,
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means "retry later": the database is down or unreachable."""
+    return isinstance(exc, DATABASE_UNAVAILABLE) and not isinstance(exc, DATABASE_REFUSED)
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
@@ -77,7 +96,9 @@ async def connect(database_url: str, *, min_size: int = 1, max_size: int = 10) -
         try:
             connection = await asyncpg.connect(database_url)
             break
-        except DATABASE_UNAVAILABLE as exc:
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
             log.warning("database unavailable, retrying in %.1fs error=%r", delay_s, exc)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, START_RETRY_MAX_S)

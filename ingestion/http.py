@@ -12,13 +12,12 @@ import asyncpg
 import grpc
 import redis.asyncio as aioredis
 from aiohttp import web
-from asyncpg.exceptions._base import DataError as ClientDataError
 
 from embedpipe.auth import API_KEY_QUERY, SERVICE_TENANT, key_from_headers
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.http_errors import Violation, error_body
 from embedpipe.redis_conn import RETRYABLE_ERRORS
-from ingestion.db import DATABASE_UNAVAILABLE, Pool
+from ingestion.db import DATABASE_UNAVAILABLE, ClientDataError, Pool
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.keys import IngestionKeys
 from ingestion.settings import IngestionSettings

@@ -24,7 +24,7 @@ from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamConsumer, StreamEntry
 from ingestion import store
 from ingestion.chunking import Chunk, Chunker
-from ingestion.db import DATABASE_UNAVAILABLE, Pool
+from ingestion.db import DATABASE_UNAVAILABLE, Pool, database_unavailable
 from ingestion.embedding_client import EmbeddingClient
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish
@@ -101,8 +101,8 @@ class IngestionWorker:
             try:
                 await self.process(entry)
                 return
-            except DATABASE_UNAVAILABLE as exc:
-                if self._stop.is_set():
+            except Exception as exc:
+                if not database_unavailable(exc) or self._stop.is_set():
                     raise
                 log.warning(
                     "database unavailable, job kept; retrying in %ss entry_id=%s error=%s",
@@ -143,9 +143,9 @@ class IngestionWorker:
                 log.warning("job kept for a retry task_id=%s error=%s", task_id, exc.message)
                 return
             await self._fail(tenant, task_id, exc.code, exc.message)
-        except (*RETRYABLE_ERRORS, *DATABASE_UNAVAILABLE):
-            raise
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, RETRYABLE_ERRORS) or database_unavailable(exc):
+                raise  # an outage: waited out with the job in hand
             log.exception("job left for redelivery task_id=%s", task_id)
             return
         await self._finish(entry)

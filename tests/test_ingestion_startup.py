@@ -1,5 +1,6 @@
 """An ingestion worker started before its PostgreSQL waits for it (with a warning per
-attempt) instead of exiting, begins once it is up, and still stops at once on SIGTERM."""
+attempt) instead of exiting, begins once it is up, and still stops at once on SIGTERM;
+a DATABASE_URL that no wait can cure stops it at once with a message saying so."""
 
 from __future__ import annotations
 
@@ -103,3 +104,21 @@ async def test_a_worker_waiting_for_postgres_stops_at_once_on_sigterm(
             process.wait()
     text = _text(log)
     assert "stopped before the database came up" in text and "Traceback" not in text
+
+
+async def test_a_database_url_with_a_bad_option_stops_the_worker_with_a_clear_message(
+    settings: EmbeddingSettings, tmp_path: Path
+) -> None:
+    env = _worker_env(settings, free_port())
+    env["DATABASE_URL"] += "?sslmode=bogus"
+    log = tmp_path / "worker.log"
+    process = start_child(["-m", "ingestion", "worker"], env, log)
+    try:
+        assert await asyncio.to_thread(process.wait, 15) == 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = _text(log)
+    assert "the database refuses us; check DATABASE_URL" in text and "sslmode" in text
+    assert WAITING not in text and "Traceback" not in text

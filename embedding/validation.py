@@ -16,10 +16,11 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 INLINE_TOKENIZE_CHARS = 16_384
 
 _ID_FIELDS = ("document_id", "collection_id", "tenant_id", "task_id")
-#: Last parts of names the allowed pattern matches but that are no callback queue: the
-#: ingestion service keeps its dead-letter list (`ingestion:callbacks:dead`) and consumer
-#: heartbeats (`ingestion:callbacks:consumers`) there; nobody may push callbacks into them.
-RESERVED_QUEUE_NAMES = frozenset({"dead", "consumers", "processing"})
+#: Names the allowed pattern may match but that are no callback queue: the ingestion
+#: service keeps its dead-letter list (`<prefix>:callbacks:dead`), consumer heartbeats
+#: (`<prefix>:callbacks:consumers`) and in-flight lists (`<prefix>:callbacks:processing:
+#: <consumer>`) there; nobody may push callbacks into them, whatever the pattern allows.
+RESERVED_QUEUE_NAME = re.compile(r"(^|:)callbacks:(dead|consumers|processing)(:|$)")
 
 
 def _check_ids(request: pb.GenerateEmbeddingsRequest, limits: Limits) -> list[FieldViolation]:
@@ -131,7 +132,7 @@ async def validate_generate(
                 f"(pattern {callback_queue_pattern.pattern})",
             )
         )
-    elif request.callback_queue.rpartition(":")[2] in RESERVED_QUEUE_NAMES:
+    elif RESERVED_QUEUE_NAME.search(request.callback_queue):
         violations.append(
             FieldViolation(
                 "callback_queue",

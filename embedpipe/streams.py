@@ -66,14 +66,14 @@ class StreamConsumer:
         """Create the group (and stream) if missing; it reads from the stream's start."""
         await ensure_group(self.redis, self.stream, self.group)
 
-    async def read_new(self) -> list[StreamEntry]:
-        """Entries never delivered before, waiting up to `block_ms` for one."""
+    async def read_new(self, *, wait: bool = True) -> list[StreamEntry]:
+        """Entries never delivered before, waiting up to `block_ms` for one if `wait`."""
         reply: Any = await self.redis.xreadgroup(
             self.group,
             self.consumer,
             {self.stream: ">"},
             count=self.read_count,
-            block=self.block_ms,
+            block=self.block_ms if wait else None,
         )
         entries: list[StreamEntry] = []
         for _stream, items in reply or []:
@@ -153,14 +153,15 @@ class StreamConsumer:
         while not stop.is_set():
             try:
                 entries: list[StreamEntry] = []
+                scanning = False
                 if time.monotonic() >= next_claim:
                     entries = await self.claim_stale()
-                    scanned_all = self.claim_cursor == "0-0"
-                    next_claim = (
-                        0.0 if entries or not scanned_all else time.monotonic() + claim_every_s
-                    )
+                    scanning = self.claim_cursor != "0-0"
+                    next_claim = 0.0 if entries or scanning else time.monotonic() + claim_every_s
                 if not entries:
-                    entries = await self.read_new()
+                    # Mid-scan of the pending list, new entries are taken if there are
+                    # some, but not waited for: the scan goes on at once.
+                    entries = await self.read_new(wait=not scanning)
                 if entries:
                     await handle(entries)
             except (*RETRYABLE_ERRORS, *retry_on) as exc:

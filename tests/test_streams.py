@@ -7,7 +7,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from embedpipe.streams import StreamConsumer
+from embedpipe.streams import StreamConsumer, StreamEntry
 
 STREAM = "test:stream"
 GROUP = "test-group"
@@ -48,3 +48,38 @@ async def test_a_dead_consumers_entry_behind_many_live_ones_is_claimed(
             break
     assert [entry.entry_id for entry in claimed] == [orphan.entry_id]
     assert claimed[0].fields == {b"n": b"lost"} and claimed[0].deliveries == 2
+
+
+async def test_the_consume_loop_scans_a_long_pending_list_without_waiting_between_steps(
+    redis: aioredis.Redis,
+) -> None:
+    live = _consumer(redis, "live", read_count=200)
+    dead = _consumer(redis, "dead", read_count=1)
+    rescuer = StreamConsumer(
+        redis,
+        stream=STREAM,
+        group=GROUP,
+        consumer="rescuer",
+        claim_idle_ms=IDLE_MS,
+        read_count=1,
+        block_ms=5000,  # a blocking read between scan steps would take 5 s each
+    )
+    await live.ensure_group()
+    for n in range(200):
+        await redis.xadd(STREAM, {"n": str(n)})
+    held = await live.read_new()
+    await redis.xadd(STREAM, {"n": "lost"})
+    (orphan,) = await dead.read_new()
+    await asyncio.sleep(IDLE_MS / 1000 * 1.5)
+    await live.touch([entry.entry_id for entry in held])
+
+    handled: list[str] = []
+    stop = asyncio.Event()
+
+    async def handle(entries: list[StreamEntry]) -> None:
+        handled.extend(entry.entry_id for entry in entries)
+        stop.set()
+
+    # 20 scan steps of 10 entries each reach the orphan; with a wait between steps, 100 s.
+    await asyncio.wait_for(rescuer.consume(stop, handle, claim_every_s=60), timeout=4)
+    assert handled == [orphan.entry_id]

@@ -164,6 +164,10 @@ class CallbackConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("callback consumer started consumer=%s queue=%s", self.consumer, self.queue)
+        # Beat before replaying our leftovers, so that nobody takes us for dead (an old
+        # beat of this name) and recovers the list we are replaying.
+        with contextlib.suppress(*RETRYABLE_ERRORS):
+            await self._heartbeat()
         beating = asyncio.create_task(self._keep_beating(stop))
         try:
             await self._consume(stop)

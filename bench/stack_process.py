@@ -9,14 +9,16 @@ services' current pids (from its "started service=... pid=..." lines), and stopp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from bench.processes import REPO
 from embedpipe.redis_server import find_redis_server, free_port
@@ -106,19 +108,27 @@ async def start_stack(env: Mapping[str, str]) -> tuple[RunningStack, asyncio.Tas
 
 
 async def stop_stack(stack: RunningStack, pump: asyncio.Task[None]) -> int | None:
-    """SIGTERM the stack, wait for it (killing it after STOP_TIMEOUT_S); its exit code."""
+    """SIGTERM the stack, wait for it (killing it after STOP_TIMEOUT_S); its exit code.
+
+    Its services run in sessions of their own, so a stack that had to be killed leaves
+    them behind (holding our pipe open): they are killed too.
+    """
     if stack.process.returncode is None:
+        services = psutil.Process(stack.process.pid).children(recursive=True)
         stack.process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(stack.process.wait(), STOP_TIMEOUT_S)
         except TimeoutError:
             stack.process.kill()
             await stack.process.wait()
+            for service in services:
+                with contextlib.suppress(psutil.Error):
+                    service.kill()
     await pump
     return stack.process.returncode
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def running_stack(env: Mapping[str, str]) -> AsyncIterator[RunningStack]:
     stack, pump = await start_stack(env)
     try:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from embedding import dead_letters
+from embedding import dead_letters, dead_letters_cli
 from embedding.keys import EmbeddingKeys
 from embedding.settings import EmbeddingSettings
 from embedpipe.envconfig import settings_or_exit
@@ -63,7 +63,7 @@ async def run_on_redis(
         return await command(redis, EmbeddingKeys(settings.key_prefix))
     except RedisError as exc:
         print(f"error: Redis (REDIS_URL) failed: {exc}", file=sys.stderr)
-        return dead_letters.EXIT_FAILED
+        return dead_letters_cli.EXIT_FAILED
     finally:
         await redis.aclose()
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_on_redis(
                 settings,
-                lambda redis, keys: dead_letters.list_command(redis, keys, as_json=as_json),
+                lambda redis, keys: dead_letters_cli.list_command(redis, keys, as_json=as_json),
             )
         )
     if args.command == "redrive":
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_on_redis(
                 settings,
-                lambda redis, keys: dead_letters.redrive_command(
+                lambda redis, keys: dead_letters_cli.redrive_command(
                     redis, keys, entry_ids, every=every
                 ),
             )

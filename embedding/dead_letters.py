@@ -26,9 +26,7 @@ not decode): there is nothing to put back, so they cannot be re-driven.
 from __future__ import annotations
 
 import datetime
-import json
 import re
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -184,7 +182,7 @@ class Redrive:
     reason: str = ""
 
 
-def _entry_id(raw: bytes | str) -> str:
+def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
@@ -202,10 +200,10 @@ class DeadLetters:
         while True:
             page: Any = await self.redis.xrange(self.keys.dead_letter, start, "+", count=_PAGE)
             for raw_id, fields in page:
-                yield parse_dead_letter(_entry_id(raw_id), dict(fields))
+                yield parse_dead_letter(_text(raw_id), dict(fields))
             if len(page) < _PAGE:
                 return
-            start = f"({_entry_id(page[-1][0])}"
+            start = f"({_text(page[-1][0])}"
 
     async def get(self, entry_id: str) -> DeadLetter | None:
         found: Any = await self.redis.xrange(
@@ -214,7 +212,7 @@ class DeadLetters:
         if not found:
             return None
         raw_id, fields = found[0]
-        return parse_dead_letter(_entry_id(raw_id), dict(fields))
+        return parse_dead_letter(_text(raw_id), dict(fields))
 
     async def redrive(self, entry_id: str) -> Redrive:
         """Put the entry's job back on the job stream as a fresh job, and drop the entry."""
@@ -242,99 +240,12 @@ class DeadLetters:
                 entry_id,
                 Outcome.NOT_REDRIVABLE,
                 old_job_id=letter.job_id,
-                reason=_entry_id(detail),
+                reason=_text(detail),
             )
         return Redrive(
             entry_id,
             Outcome.REDRIVEN,
             old_job_id=letter.job_id,
             new_job_id=new_job_id,
-            new_entry_id=_entry_id(detail),
+            new_entry_id=_text(detail),
         )
-
-
-# --- the commands: `python -m embedding dead-letters` and `python -m embedding redrive` ----
-
-#: Exit codes of the commands (argparse and bad settings exit with 2).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-
-
-def render_table(letters: list[DeadLetter], stream: str) -> str:
-    """The listing for people: one line per entry and a summary line."""
-    if not letters:
-        return f"no dead-lettered jobs in {stream}"
-    header = ["ENTRY ID", "DEAD-LETTERED AT (UTC)", "JOB ID", "TENANT", "TASK", "REASON"]
-    rows = [[*header, "DELIVERIES"]]
-    for letter in letters:
-        request = letter.request
-        rows.append(
-            [
-                letter.entry_id,
-                letter.dead_lettered_at,
-                letter.job_id or "-",
-                request.tenant_id if request else "-",
-                request.task_id if request else "-",
-                letter.reason or "-",
-                str(letter.deliveries),
-            ]
-        )
-    stuck = sum(not letter.redrivable for letter in letters)
-    summary = f"{len(letters)} dead-lettered in {stream}"
-    if stuck:
-        summary += f"; {stuck} cannot be re-driven (INVALID_JOB: never a readable job)"
-    return "\n".join([*_table(rows), summary])
-
-
-async def list_command(redis: aioredis.Redis, keys: EmbeddingKeys, *, as_json: bool) -> int:
-    """Print the dead-letter stream, as a table or (`as_json`) a JSON list."""
-    letters = [letter async for letter in DeadLetters(redis, keys).entries()]
-    if as_json:
-        print(json.dumps([letter.as_json() for letter in letters], indent=2))
-    else:
-        print(render_table(letters, keys.dead_letter))
-    return EXIT_OK
-
-
-async def redrive_command(
-    redis: aioredis.Redis, keys: EmbeddingKeys, entry_ids: list[str], *, every: bool
-) -> int:
-    """Re-drive the entries named (or, `every`, all of them); 1 if any was not re-driven."""
-    dead = DeadLetters(redis, keys)
-    if every:
-        entry_ids = [letter.entry_id async for letter in dead.entries()]
-        if not entry_ids:
-            print(f"nothing to re-drive: {keys.dead_letter} is empty")
-            return EXIT_OK
-    redriven = 0
-    for entry_id in entry_ids:
-        result = await dead.redrive(entry_id)
-        if result.outcome is Outcome.REDRIVEN:
-            redriven += 1
-            print(
-                f"re-driven {entry_id}: job {result.old_job_id} is now job {result.new_job_id} "
-                f"(entry {result.new_entry_id} on {keys.jobs})"
-            )
-        elif result.outcome is Outcome.NOT_FOUND:
-            print(
-                f"{entry_id}: not in {keys.dead_letter} (already re-driven, or never there)",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"{entry_id}: cannot be re-driven: {result.reason or 'no job in it'}: the entry "
-                "was never a readable job, so there is nothing to put back; inspect it with "
-                f"`redis-cli XRANGE {keys.dead_letter} {entry_id} {entry_id}` and remove it "
-                f"with `redis-cli XDEL {keys.dead_letter} {entry_id}`",
-                file=sys.stderr,
-            )
-    print(f"re-driven {redriven} of {len(entry_ids)}")
-    return EXIT_OK if redriven == len(entry_ids) else EXIT_FAILED

@@ -55,7 +55,7 @@ async def call_with_retries(
             if attempt > policy.max_retries:
                 raise EmbeddingError(
                     exc.code,
-                    f"gave up after {attempt} attempts: {exc.message}",
+                    f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}: {exc.message}",
                     violations=exc.violations,
                     retry_after_s=exc.retry_after_s,
                 ) from exc

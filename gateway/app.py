@@ -8,7 +8,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from embedpipe.auth import KeyRedactingAccessLogger
+from embedpipe.access_log import KeyRedactingAccessLogger
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_conn import connect
 from gateway.auth import authenticate

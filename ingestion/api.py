@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
-from embedpipe.auth import KeyRedactingAccessLogger
+from embedpipe.access_log import KeyRedactingAccessLogger
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.readiness import readiness_response
 from embedpipe.redis_conn import connect as connect_redis

@@ -126,8 +126,12 @@ class LocalOnnxProvider:
         # The first run of a new session is slow (ORT sets up its kernels and threads):
         # pay for it here, before the process reports ready and takes jobs, not inside
         # the first job, where a crash-looping fleet would keep redelivering that one.
-        self.count_tokens(["warm-up"])
-        self._embed_blocking(["warm-up"])
+        try:
+            self.count_tokens(["warm-up"])
+            self._embed_blocking(["warm-up"])
+        except Exception:
+            self._counter = self._encoder = self._session = None  # not loaded after all
+            raise
         log.info(
             "model loaded name=%s path=%s dimensions=%d",
             self.spec.name,

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import asyncpg
 from aiohttp import web
 
 from embedpipe.envconfig import settings_or_exit
@@ -18,6 +19,10 @@ from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker
 
 log = logging.getLogger("ingestion")
+
+#: At start, what no wait cures: e.g. a bad option, password or database name in
+#: DATABASE_URL, or a server without pgvector.
+_CANNOT_USE_DATABASE: tuple[type[Exception], ...] = (*DATABASE_REFUSED, asyncpg.PostgresError)
 
 
 async def _worker(settings: IngestionSettings) -> None:
@@ -43,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         else:
             asyncio.run(_worker(settings))
-    except DATABASE_REFUSED as exc:
-        log.error("the database refuses us; check DATABASE_URL: %s", exc)
+    except _CANNOT_USE_DATABASE as exc:
+        log.error("cannot use the database of DATABASE_URL: %s", exc)
         return 2
     return 0
 

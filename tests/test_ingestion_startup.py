@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from embedding.settings import EmbeddingSettings
 from embedpipe.redis_server import free_port
 from tests.helpers import REPO, start_child
@@ -106,11 +108,17 @@ async def test_a_worker_waiting_for_postgres_stops_at_once_on_sigterm(
     assert "stopped before the database came up" in text and "Traceback" not in text
 
 
-async def test_a_database_url_with_a_bad_option_stops_the_worker_with_a_clear_message(
-    settings: EmbeddingSettings, tmp_path: Path
+@pytest.mark.parametrize("problem", ["a bad option", "no such database"])
+async def test_a_database_url_the_database_refuses_stops_the_worker_with_a_clear_message(
+    settings: EmbeddingSettings, database_url: str, tmp_path: Path, problem: str
 ) -> None:
     env = _worker_env(settings, free_port())
-    env["DATABASE_URL"] += "?sslmode=bogus"
+    if problem == "a bad option":
+        env["DATABASE_URL"] += "?sslmode=bogus"
+        expected = "sslmode"
+    else:
+        env["DATABASE_URL"] = database_url.replace("/postgres?", "/no_such_database?")
+        expected = "no_such_database"
     log = tmp_path / "worker.log"
     process = start_child(["-m", "ingestion", "worker"], env, log)
     try:
@@ -120,5 +128,5 @@ async def test_a_database_url_with_a_bad_option_stops_the_worker_with_a_clear_me
             process.kill()
             process.wait()
     text = _text(log)
-    assert "the database refuses us; check DATABASE_URL" in text and "sslmode" in text
+    assert "cannot use the database of DATABASE_URL" in text and expected in text
     assert WAITING not in text and "Traceback" not in text

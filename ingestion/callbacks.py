@@ -2,8 +2,9 @@
 
 Callbacks are moved (BLMOVE) from `EMBEDDING_CALLBACK_QUEUE` into this consumer's own
 processing list and removed from it only after their effect is stored, so a crash loses
-nothing: at start a consumer replays its own list, and the lists of consumers whose
-heartbeat stopped are pushed back onto the queue. Effects are idempotent (a repeated
+nothing: a consumer applies whatever is left in its own list before it takes the next
+callback, and the lists of consumers whose heartbeat stopped are pushed back onto the
+queue. Effects are idempotent (a repeated
 callback stores nothing twice). A malformed callback goes to a dead-letter list with a
 log line; it never blocks the queue.
 """
@@ -179,15 +180,18 @@ class CallbackConsumer:
         log.info("callback consumer stopped consumer=%s", self.consumer)
 
     async def _consume(self, stop: asyncio.Event) -> None:
-        replayed = False
         while not stop.is_set():
             try:
-                if not replayed:
-                    # Our own leftovers from a previous life of this consumer name.
-                    leftovers: list[bytes] = await self.redis.lrange(self.processing, 0, -1)  # type: ignore[assignment]
+                # Each callback leaves our processing list once applied, so whatever is in
+                # it now is a leftover: of a previous life of this consumer name, or of a
+                # move whose reply was lost (the client retries a command on a broken
+                # connection, and the retry moves the next callback). Apply those first.
+                leftovers: list[bytes] = await self.redis.lrange(self.processing, 0, -1)  # type: ignore[assignment]
+                if leftovers:
+                    log.info("applying leftover callbacks count=%d", len(leftovers))
                     for item in reversed(leftovers):
                         await self._process(item, stop)
-                    replayed = True
+                    continue
                 raw: bytes | None = await self.redis.blmove(  # type: ignore[assignment]
                     self.queue, self.processing, BLOCK_S, src="RIGHT", dest="LEFT"
                 )
@@ -195,12 +199,10 @@ class CallbackConsumer:
                     await self._process(raw, stop)
             except RETRYABLE_ERRORS as exc:
                 log.warning("redis unavailable, retrying in 1s error=%s", exc)
-                replayed = False  # a move whose reply was lost may have left an item behind
                 await asyncio.sleep(1.0)
             except Exception:
                 # E.g. Redis refusing writes (OOM, READONLY): back off, never die.
                 log.exception("callback consumer error; retrying in 1s")
-                replayed = False
                 await asyncio.sleep(1.0)
 
     async def _keep_beating(self, stop: asyncio.Event) -> None:

@@ -59,6 +59,30 @@ async def test_callbacks_held_by_a_dead_consumer_are_recovered_and_stored(
     assert await redis.zscore(keys.processing_consumers, "crashed-consumer") is None
 
 
+async def test_a_callback_left_in_a_live_consumers_own_list_is_applied(
+    ingestion_api: str,
+    ingestion_settings: IngestionSettings,
+    worker_without_embedding: None,
+    http: aiohttp.ClientSession,
+    redis: aioredis.Redis,
+    db: asyncpg.Connection,
+) -> None:
+    """What a BLMOVE whose reply was lost leaves behind: the callback moved into the
+    consumer's processing list while the client, retrying, moved the next one."""
+    task = await embedding_task(http, ingestion_api, "lost-reply", "# Bats\n\nBats fly at dusk.")
+    chunk_ids = await staged_chunk_ids(db, task["task_id"])
+    vector = [1.0 / DIMENSIONS**0.5] * DIMENSIONS
+    callback = seed_callback(
+        task, "success", embeddings=[{"chunk_id": c, "embedding": vector} for c in chunk_ids]
+    )
+    own_list = IngestionKeys().processing(ingestion_settings.consumer_name)
+    await redis.lpush(own_list, json.dumps(callback))
+
+    completed = await wait_task(http, ingestion_api, task["task_id"])
+    assert completed["status"] == "completed"
+    assert await redis.llen(own_list) == 0
+
+
 class FlakyGateway:
     """Answers the next requests with the given statuses, then 202."""
 

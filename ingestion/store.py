@@ -15,6 +15,9 @@ from pgvector import Vector
 from ingestion.db import Pool
 
 TERMINAL = ("completed", "unchanged", "failed")
+#: The statuses a task passes through before it ends, in order. A task never goes back:
+#: a job delivered again re-sends its chunks, but must not undo what callbacks stored.
+PROGRESS = ("pending", "extracting", "chunking", "embedding", "storing")
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -143,15 +146,14 @@ async def get_task(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] |
 
 
 async def set_task_status(
-    pool: Pool, tenant_id: str, task_id: str, status: str, *, chunks_total: int | None = None
+    pool: Pool, tenant_id: str, task_id: str, status: str
 ) -> dict[str, Any] | None:
-    """Move a task that has not finished to `status`."""
+    """Move a task forward to `status` (one of PROGRESS); None if it is there or past it."""
     record = await pool.fetchrow(
-        "UPDATE tasks SET status = $3, chunks_total = coalesce($4, chunks_total),"
-        " updated_at = now(),"
-        " finished_at = CASE WHEN $3 = ANY($5::text[]) THEN now() ELSE finished_at END"
-        " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($5::text[]) RETURNING *",
-        tenant_id, task_id, status, chunks_total, list(TERMINAL),
+        "UPDATE tasks SET status = $3, updated_at = now()"
+        " WHERE tenant_id = $1 AND task_id = $2"
+        " AND array_position($4::text[], status) < array_position($4::text[], $3) RETURNING *",
+        tenant_id, task_id, status, list(PROGRESS),
     )  # fmt: skip
     return _row(record)
 
@@ -234,8 +236,8 @@ async def stage_chunks(
             ],
         )  # fmt: skip
         await connection.execute(
-            "UPDATE tasks SET chunks_total = $3, content_hash = $5, status = 'embedding',"
-            " updated_at = now()"
+            "UPDATE tasks SET chunks_total = $3, content_hash = $5, updated_at = now(),"
+            " status = CASE WHEN status = 'storing' THEN status ELSE 'embedding' END"
             " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($4::text[])",
             task["tenant_id"], task["task_id"], len(chunks), list(TERMINAL), content_hash,
         )  # fmt: skip

@@ -1,12 +1,16 @@
 """Soak: the whole stack under load while its embedding workers are SIGKILLed, counted.
 
-The one-command stack (`python -m embedpipe.stack`: private Redis and PostgreSQL, the
-embedding server, `--workers` embedding workers, gateway, ingestion API and worker) runs as
-a child. Small documents (one chunk each, so one embedding job each) are uploaded with a
-few in flight, until `--jobs` were sent or `--duration` seconds passed. All the while, every
-`--kill-every` seconds one embedding worker, picked at random, is SIGKILLed; the stack
-restarts it. When every document has finished, the figures come from the API (every task's
-status and chunk counts) and from the services' own log lines:
+The one-command stack (`python -m embedpipe.stack`: private PostgreSQL, the embedding
+server, `--workers` embedding workers, gateway, ingestion API and worker) runs as a child,
+on a redis-server of the soak's own (append-only file on). Small documents (one chunk
+each, so one embedding job each) are uploaded with a few in flight, until `--jobs` were
+sent or `--duration` seconds passed. All the while, every `--kill-every` seconds one
+embedding worker, picked at random, is SIGKILLed; the stack restarts it. With
+`--restart-redis-every S`, Redis is also stopped (SIGTERM) every S seconds and started
+again on its port and data after `--redis-down` seconds; the API's 429/503 answers
+meanwhile are waited out and retried, as a client should, and counted. When every
+document has finished, the figures come from the API (every task's status and chunk
+counts) and from the services' own log lines:
 
 * jobs sent: documents accepted (202), one embedding job each;
 * callbacks received: ingestion "callback applied" lines (the consumer is never killed);
@@ -21,6 +25,7 @@ status and chunk counts) and from the services' own log lines:
 Exits 0 when nothing was lost and every job had exactly one effect, 1 otherwise.
 
     .venv/bin/python -m bench.soak [--duration 600] [--jobs 10000] [--kill-every 2]
+                                   [--restart-redis-every 0] [--redis-down 2]
                                    [--workers 2] [--in-flight 8]
 """
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -44,6 +50,7 @@ import aiohttp
 
 from bench.ingestion_throughput import make_document
 from bench.stack_process import RunningStack, clean_env, running_stack
+from embedpipe.redis_server import RedisServer
 
 COLLECTION = "soak"
 SEED = 20261125
@@ -68,7 +75,11 @@ _APPLIED = re.compile(r"callback applied task_id=(\S+) chunks=(\d+) stored=(\d+)
 class SoakConfig:
     jobs: int
     duration_s: float | None = None
-    kill_every_s: float = 2.0
+    #: Seconds between SIGKILLs of an embedding worker (None: no kills).
+    kill_every_s: float | None = 2.0
+    #: Seconds between Redis restarts (None: none), and how long it stays down each time.
+    redis_restart_every_s: float | None = None
+    redis_down_s: float = 2.0
     workers: int = 2
     in_flight: int = 8
     seed: int = SEED
@@ -82,6 +93,9 @@ class SoakFigures:
     lost: int = 0
     kills: int = 0
     restarts: int = 0
+    redis_restarts: int = 0
+    #: API answers of 429/503 (e.g. while Redis was down), each waited out and retried.
+    refused: int = 0
     callbacks_received: int = 0
     duplicates_embedding: int = 0
     duplicates_ingestion: int = 0
@@ -104,7 +118,8 @@ class SoakFigures:
         return "\n".join(
             [
                 f"soak: {self.seconds:.0f} s, {self.kills} embedding workers SIGKILLed "
-                f"({self.restarts} restarts seen)",
+                f"({self.restarts} restarts seen), Redis restarted {self.redis_restarts} times, "
+                f"{self.refused} API calls refused with 429/503 and retried",
                 f"  jobs sent            {self.jobs_sent}",
                 f"  callbacks received   {self.callbacks_received}",
                 f"  duplicates suppressed {self.duplicates_embedding + self.duplicates_ingestion}"
@@ -121,6 +136,32 @@ class SoakFigures:
         )
 
 
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds` unless `stop` is set first; whether it is."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+class _RedisBouncer:
+    """Stops Redis (SIGTERM: it writes its append-only file) every `every_s` seconds and
+    starts it again on the same port and data after `down_s`."""
+
+    def __init__(self, redis: RedisServer, every_s: float, down_s: float) -> None:
+        self.redis = redis
+        self.every_s = every_s
+        self.down_s = down_s
+        self.restarts = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`; a restart under way is finished first (Redis is up at the end)."""
+        while not await _wait(stop, self.every_s):
+            await asyncio.to_thread(self.redis.stop)
+            await asyncio.sleep(self.down_s)
+            await asyncio.to_thread(self.redis.start)
+            self.restarts += 1
+
+
 class _Killer:
     """SIGKILLs a random embedding worker of the stack every `every_s` seconds."""
 
@@ -130,9 +171,8 @@ class _Killer:
         self.rng = rng
         self.killed: set[int] = set()
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.every_s)
+    async def run(self, stop: asyncio.Event) -> None:
+        while not await _wait(stop, self.every_s):
             alive = [
                 pid
                 for pid in self.stack.pids("embedding-worker-").values()
@@ -148,36 +188,39 @@ class _Killer:
                 self.killed.discard(pid)
 
 
-async def _call(
-    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
-) -> dict[str, Any]:
-    """One API call; 429 and 503 are waited out as a client should (Retry-After)."""
-    while True:
-        async with session.request(method, url, **kwargs) as response:
-            if response.status in (429, 503):
-                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-                continue
-            body: dict[str, Any] = await response.json()
-            if response.status >= 400:
-                raise RuntimeError(f"{method} {url}: {response.status} {body}")
-            return body
+@dataclass
+class _Api:
+    """The ingestion API as a patient client uses it: 429 and 503 are waited out
+    (Retry-After) and retried, and counted."""
+
+    session: aiohttp.ClientSession
+    base: str
+    refused: int = 0
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        while True:
+            async with self.session.request(method, self.base + path, **kwargs) as response:
+                if response.status in (429, 503):
+                    self.refused += 1
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                body: dict[str, Any] = await response.json()
+                if response.status >= 400:
+                    raise RuntimeError(f"{method} {path}: {response.status} {body}")
+                return body
 
 
-async def _send(
-    session: aiohttp.ClientSession, base: str, config: SoakConfig, deadline: float
-) -> dict[str, str]:
+async def _send(api: _Api, config: SoakConfig, deadline: float) -> dict[str, str]:
     """Upload documents until `config.jobs` or the deadline; document id → task id."""
     rng = random.Random(config.seed)
     tasks: dict[str, str] = {}
     slots = asyncio.Semaphore(config.in_flight)
-    url = f"{base}/api/v1/collections/{COLLECTION}/documents"
+    path = f"/api/v1/collections/{COLLECTION}/documents"
 
     async def upload(number: int, text: str) -> None:
         try:
             document_id = f"doc-{number:06d}"
-            body = await _call(
-                session, "POST", url, json={"text": f"{text}", "document_id": document_id}
-            )
+            body = await api.call("POST", path, json={"text": text, "document_id": document_id})
             tasks[document_id] = body["task_id"]
         finally:
             slots.release()
@@ -193,12 +236,11 @@ async def _send(
     return tasks
 
 
-async def _wait_finished(session: aiohttp.ClientSession, base: str, expected: int) -> None:
+async def _wait_finished(api: _Api, expected: int) -> None:
     """Until every uploaded document is completed or failed; fails on a stall."""
-    url = f"{base}/api/v1/collections/{COLLECTION}/documents"
     finished, last_change = -1, time.monotonic()
     while True:
-        body = await _call(session, "GET", url)
+        body = await api.call("GET", f"/api/v1/collections/{COLLECTION}/documents")
         statuses = Counter(d["status"] for d in body["documents"])
         now_finished = statuses["completed"] + statuses["failed"]
         if now_finished >= expected:
@@ -210,14 +252,12 @@ async def _wait_finished(session: aiohttp.ClientSession, base: str, expected: in
         await asyncio.sleep(1.0)
 
 
-async def _task_rows(
-    session: aiohttp.ClientSession, base: str, task_ids: list[str]
-) -> list[dict[str, Any]]:
+async def _task_rows(api: _Api, task_ids: list[str]) -> list[dict[str, Any]]:
     slots = asyncio.Semaphore(16)
 
     async def one(task_id: str) -> dict[str, Any]:
         async with slots:
-            return await _call(session, "GET", f"{base}/api/v1/tasks/{task_id}")
+            return await api.call("GET", f"/api/v1/tasks/{task_id}")
 
     return list(await asyncio.gather(*(one(t) for t in task_ids)))
 
@@ -245,37 +285,55 @@ def _count_logs(figures: SoakFigures, lines: list[str]) -> dict[str, int]:
 
 
 async def soak(config: SoakConfig, workdir: Path) -> SoakFigures:
-    """Run the soak in `workdir` (the stack's data goes there) and count what happened."""
+    """Run the soak in `workdir` (Redis's and the stack's data go there) and count."""
+    redis = RedisServer(workdir / "redis", appendonly=True)
+    await asyncio.to_thread(redis.start)
     env = clean_env(
         workdir / "data",
+        REDIS_URL=redis.url,
         EMBEDDING_WORKERS=str(config.workers),
         EMBEDDING_CLAIM_IDLE_MS=CLAIM_IDLE_MS,
         EMBEDDING_MAX_DELIVERIES=str(MAX_DELIVERIES),
         LOG_LEVEL="INFO",
     )
     figures = SoakFigures()
-    async with running_stack(env) as stack:
-        headers = {"Authorization": f"Bearer {stack.key}"}
-        base = stack.ingestion_url
-        async with aiohttp.ClientSession(headers=headers) as session:
-            await _call(
-                session, "POST", f"{base}/api/v1/collections", json={"collection_id": COLLECTION}
-            )
-            killer = _Killer(stack, config.kill_every_s, random.Random(config.seed))
-            started = time.monotonic()
-            deadline = started + (config.duration_s or float("inf"))
-            kills = asyncio.create_task(killer.run())
-            try:
-                tasks = await _send(session, base, config, deadline)
-                await _wait_finished(session, base, len(tasks))
-            finally:
-                kills.cancel()
-            figures.seconds = time.monotonic() - started
-            figures.kills = len(killer.killed)
-            figures.jobs_sent = len(tasks)
-            rows = await _task_rows(session, base, list(tasks.values()))
-        await asyncio.sleep(0.5)  # the last log lines of the services
-        stored_by_task = _count_logs(figures, stack.lines)
+    try:
+        async with running_stack(env) as stack:
+            headers = {"Authorization": f"Bearer {stack.key}"}
+            async with aiohttp.ClientSession(headers=headers) as session:
+                api = _Api(session, stack.ingestion_url)
+                await api.call("POST", "/api/v1/collections", json={"collection_id": COLLECTION})
+                killer = _Killer(stack, config.kill_every_s or 0, random.Random(config.seed))
+                bouncer = _RedisBouncer(
+                    redis, config.redis_restart_every_s or 0, config.redis_down_s
+                )
+                calm = asyncio.Event()
+                disruptions = [
+                    asyncio.create_task(chaos.run(calm))
+                    for chaos, wanted in (
+                        (killer, config.kill_every_s),
+                        (bouncer, config.redis_restart_every_s),
+                    )
+                    if wanted
+                ]
+                started = time.monotonic()
+                deadline = started + (config.duration_s or float("inf"))
+                try:
+                    tasks = await _send(api, config, deadline)
+                    await _wait_finished(api, len(tasks))
+                finally:
+                    calm.set()
+                    await asyncio.gather(*disruptions)
+                figures.seconds = time.monotonic() - started
+                figures.kills = len(killer.killed)
+                figures.redis_restarts = bouncer.restarts
+                figures.jobs_sent = len(tasks)
+                rows = await _task_rows(api, list(tasks.values()))
+                figures.refused = api.refused
+            await asyncio.sleep(0.5)  # the last log lines of the services
+            stored_by_task = _count_logs(figures, stack.lines)
+    finally:
+        await asyncio.to_thread(redis.stop)
     for row in rows:
         task_id = row["task_id"]
         if row["status"] == "completed":
@@ -296,14 +354,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of sending")
     parser.add_argument("--jobs", type=int, default=10_000, help="stop sending after this many")
-    parser.add_argument("--kill-every", type=float, default=2.0, help="seconds between kills")
+    parser.add_argument(
+        "--kill-every", type=float, default=2.0, help="seconds between kills (0: none)"
+    )
+    parser.add_argument(
+        "--restart-redis-every", type=float, default=0.0, help="seconds between Redis restarts"
+    )
+    parser.add_argument(
+        "--redis-down", type=float, default=2.0, help="seconds Redis stays down each time"
+    )
     parser.add_argument("--workers", type=int, default=2, help="embedding workers")
     parser.add_argument("--in-flight", type=int, default=8, help="uploads in flight")
     args = parser.parse_args(argv)
     config = SoakConfig(
         jobs=args.jobs,
         duration_s=args.duration,
-        kill_every_s=args.kill_every,
+        kill_every_s=args.kill_every or None,
+        redis_restart_every_s=args.restart_redis_every or None,
+        redis_down_s=args.redis_down,
         workers=args.workers,
         in_flight=args.in_flight,
     )

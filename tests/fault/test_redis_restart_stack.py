@@ -1,0 +1,32 @@
+"""Redis stopped and started again (same port, its append-only file) every few seconds
+under the whole stack while documents are uploaded: every service reconnects by itself,
+uploads refused meanwhile are retried by the client, and every accepted document is
+stored exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.soak import SoakConfig, soak
+
+JOBS = 300
+
+
+@pytest.mark.timeout(600)
+async def test_redis_restarts_under_the_whole_stack_lose_and_repeat_nothing(
+    tmp_path: Path, figure: Callable[[str], None]
+) -> None:
+    config = SoakConfig(
+        jobs=JOBS, kill_every_s=None, redis_restart_every_s=6.0, redis_down_s=2.0, in_flight=4
+    )
+    figures = await soak(config, tmp_path)
+    figure(figures.report())
+    assert figures.jobs_sent == JOBS
+    assert figures.redis_restarts >= 2, "Redis was hardly disturbed; the test proves nothing"
+    assert figures.lost == 0
+    assert not figures.failed, list(figures.failed.items())[:5]
+    assert figures.chunks_stored == figures.chunks_expected >= JOBS
+    assert not figures.effects_off, f"tasks without exactly one effect: {figures.effects_off[:5]}"

@@ -41,7 +41,7 @@ async def run_worker(settings: EmbeddingSettings) -> None:
 
     registry = ProviderRegistry.from_settings(settings)
     await registry.load_all()
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, longest_block_s=settings.worker.block_ms / 1000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,8 +12,19 @@ from redis.retry import Retry
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 
-def connect(url: str, *, retries: int = 5) -> aioredis.Redis:
+#: How long a reply may take beyond a command's own blocking time before the connection
+#: is given up and the command retried on a fresh one.
+REPLY_TIMEOUT_S = 10.0
+
+
+def connect(url: str, *, retries: int = 5, longest_block_s: float | None = None) -> aioredis.Redis:
     """A client for `url` that retries dropped connections with jittered backoff.
+
+    A worker gives `longest_block_s`, the longest BLOCK of its blocking reads: then no
+    command waits for its reply for ever; past that plus REPLY_TIMEOUT_S the connection is
+    dropped and the command retried, like one whose connection broke (every command a
+    worker repeats is safe to repeat: our scripts are idempotent, and a moved callback is
+    found in the processing list). Without it, reads wait as long as they must (pub/sub).
 
     Responses stay bytes: payloads on our streams are protobuf bytes, and callers decode
     text fields themselves.
@@ -24,4 +35,5 @@ def connect(url: str, *, retries: int = 5) -> aioredis.Redis:
         retry_on_error=list(RETRYABLE_ERRORS),
         health_check_interval=30,
         socket_connect_timeout=5,
+        socket_timeout=None if longest_block_s is None else longest_block_s + REPLY_TIMEOUT_S,
     )

@@ -242,7 +242,8 @@ async def run_worker(settings: IngestionSettings, stop: asyncio.Event) -> None:
         log.info("ingestion worker stopped before the database came up")
         return
     pool = connecting.result()
-    redis = connect_redis(settings.redis_url)
+    # Its blocking reads (job stream, callback queue) wait at most a second.
+    redis = connect_redis(settings.redis_url, longest_block_s=1.0)
     tokenizer = await asyncio.to_thread(load_tokenizer)
     keys = IngestionKeys(settings.key_prefix)
     try:

@@ -21,6 +21,7 @@ from embedding.providers.registry import ProviderRegistry
 from embedding.settings import EmbeddingSettings
 from embedding.worker import EmbeddingWorker
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.redis_conn import connect
 
 REPO = Path(__file__).resolve().parent.parent
 CALLBACK_QUEUE = "ingestion:callbacks:embedding"
@@ -92,7 +93,7 @@ async def running_worker(
     settings: EmbeddingSettings, registry: ProviderRegistry
 ) -> AsyncIterator[EmbeddingWorker]:
     """An in-process worker on `registry`; it stops gracefully when the block ends."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = connect(settings.redis_url, longest_block_s=settings.worker.block_ms / 1000)
     worker = EmbeddingWorker(settings, registry, client)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -31,6 +32,15 @@ from tests.test_ingestion_e2e import (
 __all__ = ["db", "worker_without_embedding"]  # fixtures used below
 
 
+async def _success_callback(db: asyncpg.Connection, task: dict[str, Any]) -> dict[str, Any]:
+    """The callback the embedding service would send for every chunk the task staged."""
+    chunk_ids = await staged_chunk_ids(db, task["task_id"])
+    vector = [1.0 / DIMENSIONS**0.5] * DIMENSIONS
+    return seed_callback(
+        task, "success", embeddings=[{"chunk_id": c, "embedding": vector} for c in chunk_ids]
+    )
+
+
 async def test_callbacks_held_by_a_dead_consumer_are_recovered_and_stored(
     ingestion_api: str,
     ingestion_settings: IngestionSettings,
@@ -40,11 +50,7 @@ async def test_callbacks_held_by_a_dead_consumer_are_recovered_and_stored(
     db: asyncpg.Connection,
 ) -> None:
     task = await embedding_task(http, ingestion_api, "recover", "# Owls\n\nOwls hunt at night.")
-    chunk_ids = await staged_chunk_ids(db, task["task_id"])
-    vector = [1.0 / DIMENSIONS**0.5] * DIMENSIONS
-    callback = seed_callback(
-        task, "success", embeddings=[{"chunk_id": c, "embedding": vector} for c in chunk_ids]
-    )
+    callback = await _success_callback(db, task)
     # A consumer took the callback into its processing list, then died: its heartbeat
     # stopped long ago.
     keys = IngestionKeys()
@@ -70,11 +76,7 @@ async def test_a_callback_left_in_a_live_consumers_own_list_is_applied(
     """What a BLMOVE whose reply was lost leaves behind: the callback moved into the
     consumer's processing list while the client, retrying, moved the next one."""
     task = await embedding_task(http, ingestion_api, "lost-reply", "# Bats\n\nBats fly at dusk.")
-    chunk_ids = await staged_chunk_ids(db, task["task_id"])
-    vector = [1.0 / DIMENSIONS**0.5] * DIMENSIONS
-    callback = seed_callback(
-        task, "success", embeddings=[{"chunk_id": c, "embedding": vector} for c in chunk_ids]
-    )
+    callback = await _success_callback(db, task)
     own_list = IngestionKeys().processing(ingestion_settings.consumer_name)
     await redis.lpush(own_list, json.dumps(callback))
 

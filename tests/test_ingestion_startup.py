@@ -52,6 +52,22 @@ def _socket_of(postgres_url: str) -> Path:
 
 
 @contextlib.asynccontextmanager
+async def _worker(env: dict[str, str], log: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """`python -m ingestion worker`, killed at the end if it is still running."""
+    process = start_child(["-m", "ingestion", "worker"], env, log)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def _exit_code(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    return await asyncio.to_thread(process.wait, timeout_s)
+
+
+@contextlib.asynccontextmanager
 async def _forwarder(port: int, postgres_url: str) -> AsyncIterator[None]:
     """From now on, 127.0.0.1:`port` is a TCP path to the test's PostgreSQL."""
     target = _socket_of(postgres_url)
@@ -77,17 +93,12 @@ async def test_a_worker_started_before_postgres_waits_then_begins(
 ) -> None:
     port = free_port()
     log = tmp_path / "worker.log"
-    process = start_child(["-m", "ingestion", "worker"], _worker_env(settings, port), log)
-    try:
+    async with _worker(_worker_env(settings, port), log) as process:
         await _wait_for(log, WAITING, process)
         async with _forwarder(port, database_url):
             await _wait_for(log, "ingestion worker started", process)
             process.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(process.wait, 15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+            assert await _exit_code(process, 15) == 0
     assert "Traceback" not in _text(log)
 
 
@@ -95,15 +106,10 @@ async def test_a_worker_waiting_for_postgres_stops_at_once_on_sigterm(
     settings: EmbeddingSettings, tmp_path: Path
 ) -> None:
     log = tmp_path / "worker.log"
-    process = start_child(["-m", "ingestion", "worker"], _worker_env(settings, free_port()), log)
-    try:
+    async with _worker(_worker_env(settings, free_port()), log) as process:
         await _wait_for(log, WAITING, process)
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        assert await _exit_code(process, 5) == 0
     text = _text(log)
     assert "stopped before the database came up" in text and "Traceback" not in text
 
@@ -120,13 +126,8 @@ async def test_a_database_url_the_database_refuses_stops_the_worker_with_a_clear
         env["DATABASE_URL"] = database_url.replace("/postgres?", "/no_such_database?")
         expected = "no_such_database"
     log = tmp_path / "worker.log"
-    process = start_child(["-m", "ingestion", "worker"], env, log)
-    try:
-        assert await asyncio.to_thread(process.wait, 15) == 2
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    async with _worker(env, log) as process:
+        assert await _exit_code(process, 15) == 2
     text = _text(log)
     assert "cannot use the database of DATABASE_URL" in text and expected in text
     assert WAITING not in text and "Traceback" not in text

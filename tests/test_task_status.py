@@ -19,7 +19,16 @@ VECTOR = [0.5, 0.5, 0.5, 0.5]
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """A database holding one collection and one new (pending) task of a document."""
     pool = await connect(database_url)
+    await store.create_collection(
+        pool, TENANT, COLLECTION, model="m", dimensions=len(VECTOR),
+        chunk_tokens=200, overlap_tokens=0, metadata={},
+    )  # fmt: skip
+    await store.start_task(
+        pool, TENANT, COLLECTION, DOCUMENT, TASK,
+        filename=None, content_type=None, metadata={},
+    )  # fmt: skip
     yield pool
     await pool.close()
 
@@ -35,14 +44,6 @@ async def _job(pool: Pool) -> None:
 async def test_a_repeated_job_after_the_vectors_are_stored_does_not_set_the_task_back(
     pool: Pool,
 ) -> None:
-    await store.create_collection(
-        pool, TENANT, COLLECTION, model="m", dimensions=len(VECTOR),
-        chunk_tokens=200, overlap_tokens=0, metadata={},
-    )  # fmt: skip
-    await store.start_task(
-        pool, TENANT, COLLECTION, DOCUMENT, TASK,
-        filename=None, content_type=None, metadata={},
-    )  # fmt: skip
     await store.set_task_status(pool, TENANT, TASK, "extracting")
     await _job(pool)
     stored = await store.store_embeddings(
@@ -60,14 +61,6 @@ async def test_a_repeated_job_after_the_vectors_are_stored_does_not_set_the_task
 
 
 async def test_a_status_never_moves_back_nor_off_an_end(pool: Pool) -> None:
-    await store.create_collection(
-        pool, TENANT, COLLECTION, model="m", dimensions=len(VECTOR),
-        chunk_tokens=200, overlap_tokens=0, metadata={},
-    )  # fmt: skip
-    await store.start_task(
-        pool, TENANT, COLLECTION, DOCUMENT, TASK,
-        filename=None, content_type=None, metadata={},
-    )  # fmt: skip
     assert await store.set_task_status(pool, TENANT, TASK, "chunking") is not None
     assert await store.set_task_status(pool, TENANT, TASK, "extracting") is None
     await store.fail_task(pool, TENANT, TASK, error_code="X", error_message="gone")

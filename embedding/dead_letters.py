@@ -41,6 +41,7 @@ from embedding.errors import ErrorCode
 from embedding.jobs import request_fingerprint
 from embedding.keys import WORKER_GROUP, EmbeddingKeys
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.redis_conn import as_text
 from embedpipe.streams import ensure_group
 
 #: A full stream entry id, `<milliseconds>-<sequence>`.
@@ -182,10 +183,6 @@ class Redrive:
     reason: str = ""
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 class DeadLetters:
     """The dead-letter stream of one key prefix."""
 
@@ -200,10 +197,10 @@ class DeadLetters:
         while True:
             page: Any = await self.redis.xrange(self.keys.dead_letter, start, "+", count=_PAGE)
             for raw_id, fields in page:
-                yield parse_dead_letter(_text(raw_id), dict(fields))
+                yield parse_dead_letter(as_text(raw_id), dict(fields))
             if len(page) < _PAGE:
                 return
-            start = f"({_text(page[-1][0])}"
+            start = f"({as_text(page[-1][0])}"
 
     async def get(self, entry_id: str) -> DeadLetter | None:
         found: Any = await self.redis.xrange(
@@ -212,7 +209,7 @@ class DeadLetters:
         if not found:
             return None
         raw_id, fields = found[0]
-        return parse_dead_letter(_text(raw_id), dict(fields))
+        return parse_dead_letter(as_text(raw_id), dict(fields))
 
     async def redrive(self, entry_id: str) -> Redrive:
         """Put the entry's job back on the job stream as a fresh job, and drop the entry."""
@@ -240,12 +237,12 @@ class DeadLetters:
                 entry_id,
                 Outcome.NOT_REDRIVABLE,
                 old_job_id=letter.job_id,
-                reason=_text(detail),
+                reason=as_text(detail),
             )
         return Redrive(
             entry_id,
             Outcome.REDRIVEN,
             old_job_id=letter.job_id,
             new_job_id=new_job_id,
-            new_entry_id=_text(detail),
+            new_entry_id=as_text(detail),
         )

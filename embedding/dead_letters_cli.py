@@ -10,44 +10,43 @@ import redis.asyncio as aioredis
 
 from embedding.dead_letters import DeadLetter, DeadLetters, Outcome
 from embedding.keys import EmbeddingKeys
+from embedpipe.text_table import table_lines
 
 #: Exit codes of the commands (argparse and bad settings exit with 2).
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-
-
 def render_table(letters: list[DeadLetter], stream: str) -> str:
     """The listing for people: one line per entry and a summary line."""
     if not letters:
         return f"no dead-lettered jobs in {stream}"
-    rows = [
-        ["ENTRY ID", "DEAD-LETTERED AT (UTC)", "JOB ID", "TENANT", "TASK", "REASON", "DELIVERIES"]
+    header = [
+        "ENTRY ID",
+        "DEAD-LETTERED AT (UTC)",
+        "JOB ID",
+        "TENANT",
+        "TASK",
+        "REASON",
+        "DELIVERIES",
     ]
-    for letter in letters:
-        request = letter.request
-        rows.append(
-            [
-                letter.entry_id,
-                letter.dead_lettered_at,
-                letter.job_id or "-",
-                request.tenant_id if request else "-",
-                request.task_id if request else "-",
-                letter.reason or "-",
-                str(letter.deliveries),
-            ]
-        )
+    rows = [
+        [
+            letter.entry_id,
+            letter.dead_lettered_at,
+            letter.job_id or "-",
+            letter.request.tenant_id if letter.request else "-",
+            letter.request.task_id if letter.request else "-",
+            letter.reason or "-",
+            letter.deliveries,
+        ]
+        for letter in letters
+    ]
     stuck = sum(not letter.redrivable for letter in letters)
     summary = f"{len(letters)} dead-lettered in {stream}"
     if stuck:
         summary += f"; {stuck} cannot be re-driven (INVALID_JOB: never a readable job)"
-    return "\n".join([*_table(rows), summary])
+    return "\n".join([*table_lines(rows, header), summary])
 
 
 async def list_command(redis: aioredis.Redis, keys: EmbeddingKeys, *, as_json: bool) -> int:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from embedpipe.cli_api import ApiClient
 from embedpipe.cli_ingest import collection_path
+from embedpipe.text_table import table_lines
 
 SNIPPET_CHARS = 100
 
@@ -29,11 +30,7 @@ def one_line(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 def table(rows: Sequence[Sequence[object]], header: Sequence[str], out: TextIO) -> None:
-    """Columns aligned to their widest cell."""
-    cells = [[str(c) for c in header], *([("" if c is None else str(c)) for c in r] for r in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    print("\n".join(table_lines(rows, header)), file=out)
 
 
 def _headings(result: dict[str, Any]) -> str:

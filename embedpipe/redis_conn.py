@@ -37,3 +37,8 @@ def connect(url: str, *, retries: int = 5, longest_block_s: float | None = None)
         socket_connect_timeout=5,
         socket_timeout=None if longest_block_s is None else longest_block_s + REPLY_TIMEOUT_S,
     )
+
+
+def as_text(value: bytes | str) -> str:
+    """A reply field (bytes, as our clients leave them) as text."""
+    return value.decode() if isinstance(value, bytes) else value

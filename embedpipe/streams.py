@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from embedpipe.redis_conn import RETRYABLE_ERRORS
+from embedpipe.redis_conn import RETRYABLE_ERRORS, as_text
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ class StreamEntry:
     entry_id: str
     fields: dict[bytes, bytes]
     deliveries: int
-
-
-def _entry_id(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class StreamConsumer:
@@ -78,7 +74,7 @@ class StreamConsumer:
         entries: list[StreamEntry] = []
         for _stream, items in reply or []:
             for raw_id, fields in items:
-                entries.append(StreamEntry(_entry_id(raw_id), dict(fields or {}), 1))
+                entries.append(StreamEntry(as_text(raw_id), dict(fields or {}), 1))
         return entries
 
     async def claim_stale(self, count: int = 1) -> list[StreamEntry]:
@@ -101,9 +97,9 @@ class StreamConsumer:
             start_id=self.claim_cursor,
             count=count,
         )
-        self.claim_cursor = _entry_id(reply[0]) if reply else "0-0"
+        self.claim_cursor = as_text(reply[0]) if reply else "0-0"
         items = reply[1] if reply else []
-        claimed = [(_entry_id(raw_id), dict(fields)) for raw_id, fields in items if fields]
+        claimed = [(as_text(raw_id), dict(fields)) for raw_id, fields in items if fields]
         if not claimed:
             return []
         counts = await self._delivery_counts([entry_id for entry_id, _ in claimed])
@@ -128,7 +124,7 @@ class StreamConsumer:
         wanted = set(entry_ids)
         counts: dict[str, int] = {}
         for row in rows:
-            entry_id = _entry_id(row["message_id"])
+            entry_id = as_text(row["message_id"])
             if entry_id in wanted:
                 counts[entry_id] = int(row["times_delivered"])
         return counts

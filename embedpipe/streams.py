@@ -181,12 +181,18 @@ class StreamConsumer:
 
     @contextlib.asynccontextmanager
     async def keep_alive(self, entry_ids: Sequence[str]) -> AsyncIterator[None]:
-        """While the body runs, touch `entry_ids` often enough that nobody claims them."""
+        """While the body runs, touch `entry_ids` often enough that nobody claims them.
+
+        The beat is told to stop, never cancelled: on Python 3.11 a cancel that lands as
+        a Redis command finishes can be swallowed (redis-py sends through
+        `asyncio.wait_for`, which drops such a cancel), and the beat would then run, and
+        keep our entries from being claimed, for ever.
+        """
         interval_s = self.claim_idle_ms / 3000
+        done = asyncio.Event()
 
         async def beat() -> None:
-            while True:
-                await asyncio.sleep(interval_s)
+            while not await _wait_event(done, interval_s):
                 try:
                     await self.touch(entry_ids)
                 except Exception as exc:  # a missed beat only risks a duplicate delivery
@@ -196,9 +202,16 @@ class StreamConsumer:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done.set()
+            await task
+
+
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Whether `event` got set within `timeout_s`."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    return event.is_set()
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:

@@ -173,7 +173,10 @@ class CallbackConsumer:
         try:
             await self._consume(stop)
         finally:
-            beating.cancel()
+            # Stopped, the beat ends by itself. Cancelled only if we were: a cancel can be
+            # lost in a Redis command on Python 3.11 (see StreamConsumer.keep_alive).
+            if not stop.is_set():
+                beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
         await self._hand_back()

@@ -1,12 +1,16 @@
-"""The stream consumer's reclaiming: a dead consumer's entries are found even when many
-entries of live consumers sit before them in the pending list."""
+"""The stream consumer: a dead consumer's entries are found even when many entries of
+live consumers sit before them in the pending list; keeping entries alive always ends."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 
+import pytest
 import redis.asyncio as aioredis
 
+from embedpipe.redis_conn import connect
+from embedpipe.redis_server import RedisServer
 from embedpipe.streams import StreamConsumer, StreamEntry
 
 STREAM = "test:stream"
@@ -83,3 +87,32 @@ async def test_the_consume_loop_scans_a_long_pending_list_without_waiting_betwee
     # 20 scan steps of 10 entries each reach the orphan; with a wait between steps, 100 s.
     await asyncio.wait_for(rescuer.consume(stop, handle, claim_every_s=60), timeout=4)
     assert handled == [orphan.entry_id]
+
+
+async def test_keeping_entries_alive_ends_with_its_block_whenever_the_block_ends(
+    redis_server: RedisServer, redis: aioredis.Redis
+) -> None:
+    """A worker's client has a reply timeout, and with one, redis-py sends through
+    `asyncio.wait_for`; on Python 3.11 that swallows a cancel landing as the send
+    finishes. A beat stopped by cancelling then went on for ever: the worker hung after
+    its batch, its jobs kept alive so that nobody else could claim them either."""
+    client = connect(redis_server.url, longest_block_s=0.1)
+    # A beat every 1 ms, so that blocks often end while one is on the wire.
+    consumer = StreamConsumer(
+        client, stream=STREAM, group=GROUP, consumer="busy",
+        claim_idle_ms=3, read_count=5, block_ms=10,
+    )  # fmt: skip
+    await consumer.ensure_group()
+    for n in range(5):
+        await redis.xadd(STREAM, {"n": str(n)})
+    ids = [entry.entry_id for entry in await consumer.read_new()]
+    try:
+        for n in range(400):
+            try:
+                async with asyncio.timeout(5):
+                    async with consumer.keep_alive(ids):
+                        await asyncio.sleep(random.uniform(0, 0.004))
+            except TimeoutError:
+                pytest.fail(f"keep-alive {n + 1} did not end with its block")
+    finally:
+        await client.aclose()

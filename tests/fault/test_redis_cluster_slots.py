@@ -1,27 +1,33 @@
 """Redis Cluster: with a hash tag in the key prefixes and the callback queue, every
 multi-key command and script stays in one slot. A one-node cluster refuses anything else
-(CROSSSLOT), so a GenerateEmbeddings → worker → callback round trip proves it."""
+(CROSSSLOT), so round trips on it prove it: GenerateEmbeddings → worker → callback, and a
+document through the whole stack (gateway, ingestion API and worker) to search."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 import redis.asyncio as aioredis
 
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
-from embedding.server import create_server
+from embedding.server import EmbeddingServer, create_server
 from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import find_redis_server, free_port
+from gateway.settings import GatewaySettings
+from tests.conftest import bearer, ingestion_settings_for, serving_gateway, serving_ingestion
 from tests.helpers import pop_callbacks, running_worker, seed_request, wait_serving
+from tests.test_ingestion_api import COLLECTIONS, wait_task
+from tests.test_ingestion_e2e import background, ingestion_worker_run, search_top, upload_text
 
 TAG = "{ep}"
 QUEUE = f"ingestion:callbacks:{TAG}"
@@ -103,3 +109,55 @@ async def test_the_embedding_round_trip_works_on_redis_cluster_with_a_hash_tag(
     finally:
         await client.aclose()
         await server.stop(0.5)
+
+
+@pytest.fixture
+async def tagged_server(
+    auth_settings: EmbeddingSettings, local_provider: LocalOnnxProvider, cluster_url: str
+) -> AsyncIterator[EmbeddingServer]:
+    """The embedding server (API keys on) on the cluster, its keys under the hash tag."""
+    await _cluster_ready(cluster_url)
+    tagged = replace(auth_settings, redis_url=cluster_url, key_prefix=TAG)
+    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
+    server, port = await create_server(tagged, registry=registry)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_serving(channel)
+        yield server
+    finally:
+        await server.stop(0.5)
+
+
+async def test_a_document_goes_through_the_whole_stack_on_redis_cluster(
+    tagged_server: EmbeddingServer, database_url: str, http: aiohttp.ClientSession
+) -> None:
+    tagged = tagged_server.settings
+    gateway_settings = GatewaySettings(
+        port=0,
+        embedding_target=f"127.0.0.1:{tagged_server.port}",
+        redis_url=tagged.redis_url,
+        embedding_key_prefix=TAG,
+        request_timeout_s=10,
+    )
+    async with serving_gateway(gateway_settings) as gateway:
+        ingestion = ingestion_settings_for(
+            database_url, tagged, tagged_server, gateway,
+            key_prefix=f"{TAG}:ingestion", callback_queue=QUEUE,
+        )  # fmt: skip
+        async with (
+            running_worker(tagged, tagged_server.registry),
+            serving_ingestion(ingestion) as api,
+            background(ingestion_worker_run(ingestion)),
+        ):
+            async with http.post(
+                api + COLLECTIONS, json={"collection_id": "notes"}, headers=bearer("tenant-a")
+            ) as r:
+                assert r.status == 201, await r.text()
+            text = "# Orbits\n\nThe rocket reached orbit eleven minutes after launch."
+            accepted = await upload_text(http, api, "notes", "rocket", text)
+            task = await wait_task(http, api, accepted["task_id"])
+            assert task["status"] == "completed", task
+            assert task["chunks_embedded"] == task["chunks_total"] > 0
+            (best, *_) = await search_top(http, api, "notes", "spacecraft launch")
+            assert best["document_id"] == "rocket"

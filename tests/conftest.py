@@ -34,7 +34,10 @@ from gateway.settings import GatewaySettings
 from ingestion.api import create_app as create_ingestion_app
 from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker as run_ingestion_worker
-from tests.helpers import running_worker, serving_app, wait_serving
+from tests.helpers import running_worker, serving_app, serving_embedding, wait_serving
+
+# Shared assertion helpers get the same detailed failure messages as tests.
+pytest.register_assert_rewrite("tests.fault.soak_checks")
 
 _FIGURES = pytest.StashKey[list[str]]()
 
@@ -156,13 +159,8 @@ def auth_settings(settings: EmbeddingSettings) -> EmbeddingSettings:
 async def auth_server(
     auth_settings: EmbeddingSettings, local_provider: LocalOnnxProvider, redis: aioredis.Redis
 ) -> AsyncIterator[EmbeddingServer]:
-    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-    built, port = await create_server(auth_settings, registry=registry)
-    await built.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        await wait_serving(channel)
-    yield built
-    await built.stop(0.5)
+    async with serving_embedding(auth_settings, local_provider) as (built, _channel):
+        yield built
 
 
 @contextlib.asynccontextmanager

@@ -17,8 +17,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from embedding.providers.base import EmbeddingProvider
 from embedding.providers.registry import ProviderRegistry
-from embedding.settings import EmbeddingSettings
+from embedding.server import EmbeddingServer, create_server
+from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
 from embedding.worker import EmbeddingWorker
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_conn import connect
@@ -103,6 +105,23 @@ async def running_worker(
         stop.set()
         await asyncio.wait_for(task, 30)
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serving_embedding(
+    settings: EmbeddingSettings, model: EmbeddingProvider
+) -> AsyncIterator[tuple[EmbeddingServer, grpc.aio.Channel]]:
+    """An embedding server on `settings` serving `model` as the default model, once it
+    says SERVING; yields it and a channel to it, and stops it on exit."""
+    registry = ProviderRegistry({DEFAULT_MODEL: model}, DEFAULT_MODEL)
+    server, port = await create_server(settings, registry=registry)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await wait_serving(channel)
+            yield server, channel
+    finally:
+        await server.stop(0.5)
 
 
 @contextlib.asynccontextmanager

@@ -11,14 +11,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from embedding.providers.local import LocalOnnxProvider
-from embedding.providers.registry import ProviderRegistry
-from embedding.server import EmbeddingServer, create_server
-from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
+from embedding.server import EmbeddingServer
+from embedding.settings import EmbeddingSettings
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from gateway.settings import GatewaySettings
 from tests.conftest import TENANT_KEYS, bearer, serving_gateway
-from tests.helpers import seed_request, wait_serving
+from tests.helpers import seed_request, serving_embedding, wait_serving
 
 
 def key_of(tenant: str) -> tuple[tuple[str, str], ...]:
@@ -84,29 +83,24 @@ async def test_a_full_backlog_refuses_new_jobs_with_retry_after(
     http: aiohttp.ClientSession,
 ) -> None:
     small = replace(auth_settings, max_backlog=2)
-    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-    server, port = await create_server(small, registry=registry)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await wait_serving(channel)
-            stub = pb_grpc.EmbeddingServiceStub(channel)
-            for n in range(2):
-                await stub.GenerateEmbeddings(
-                    seed_request(task_id=f"t{n}"), metadata=key_of("tenant-a")
-                )
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.GenerateEmbeddings(
-                    seed_request(task_id="t9"), metadata=key_of("tenant-a")
-                )
-            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert "retry later" in (caught.value.details() or "")
-            # A retry of an already accepted request still finds its job.
-            again = await stub.GenerateEmbeddings(
-                seed_request(task_id="t0"), metadata=key_of("tenant-a")
+    async with serving_embedding(small, local_provider) as (server, channel):
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        for n in range(2):
+            await stub.GenerateEmbeddings(
+                seed_request(task_id=f"t{n}"), metadata=key_of("tenant-a")
             )
-            assert again.deduplicated
-        gateway = GatewaySettings(embedding_target=f"127.0.0.1:{port}", redis_url=small.redis_url)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GenerateEmbeddings(seed_request(task_id="t9"), metadata=key_of("tenant-a"))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "retry later" in (caught.value.details() or "")
+        # A retry of an already accepted request still finds its job.
+        again = await stub.GenerateEmbeddings(
+            seed_request(task_id="t0"), metadata=key_of("tenant-a")
+        )
+        assert again.deduplicated
+        gateway = GatewaySettings(
+            embedding_target=f"127.0.0.1:{server.port}", redis_url=small.redis_url
+        )
         async with serving_gateway(gateway) as url:
             payload = {
                 "document_id": "d", "collection_id": "c", "tenant_id": "tenant-a", "task_id": "t10",
@@ -119,5 +113,3 @@ async def test_a_full_backlog_refuses_new_jobs_with_retry_after(
                 assert r.status == 503
                 assert r.headers["Retry-After"] == "5"
         assert await redis.xlen("embedding:jobs") == 2
-    finally:
-        await server.stop(0.5)

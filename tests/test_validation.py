@@ -13,12 +13,10 @@ from grpc_status import rpc_status
 
 from embedding.keys import EmbeddingKeys
 from embedding.providers.local import LocalOnnxProvider
-from embedding.providers.registry import ProviderRegistry
-from embedding.server import create_server
-from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
+from embedding.settings import EmbeddingSettings
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from tests.helpers import SENTENCES, seed_request, wait_serving
+from tests.helpers import SENTENCES, seed_request, serving_embedding
 
 Mutation = Callable[[pb.GenerateEmbeddingsRequest], None]
 
@@ -133,49 +131,35 @@ async def test_a_request_over_the_total_char_limit_is_refused(
     settings: EmbeddingSettings, local_provider: LocalOnnxProvider, redis: aioredis.Redis
 ) -> None:
     tight = replace(settings, limits=replace(settings.limits, max_request_chars=100))
-    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-    server, port = await create_server(tight, registry=registry)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await wait_serving(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await pb_grpc.EmbeddingServiceStub(channel).GenerateEmbeddings(
-                    seed_request(texts=SENTENCES[:3])
-                )
+    async with serving_embedding(tight, local_provider) as (_server, channel):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pb_grpc.EmbeddingServiceStub(channel).GenerateEmbeddings(
+                seed_request(texts=SENTENCES[:3])
+            )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert _violations(caught.value) == ["chunks"]
         assert "limit is 100" in (caught.value.details() or "")
-    finally:
-        await server.stop(0.5)
 
 
 async def test_a_pattern_that_allows_colons_still_keeps_callbacks_off_our_own_lists(
     settings: EmbeddingSettings, local_provider: LocalOnnxProvider, redis: aioredis.Redis
 ) -> None:
     loose = replace(settings, callback_queue_pattern=r"[a-z]+:callbacks:[A-Za-z0-9_.:-]+")
-    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-    server, port = await create_server(loose, registry=registry)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await wait_serving(channel)
-            stub = pb_grpc.EmbeddingServiceStub(channel)
-            for queue in (
-                "ingestion:callbacks:processing:worker-1",
-                "ingestion:callbacks:dead",
-                "ingestion:callbacks:consumers",
-            ):
-                with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    await stub.GenerateEmbeddings(seed_request(callback_queue=queue))
-                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, queue
-                assert _violations(caught.value) == ["callback_queue"], queue
-                assert "reserved" in (caught.value.details() or "")
-            # A queue of one's own that merely mentions those words is fine.
-            reply = await stub.GenerateEmbeddings(
-                seed_request(callback_queue="ingestion:callbacks:dead-letters-of-mine")
-            )
-            assert reply.job_id
+    async with serving_embedding(loose, local_provider) as (_server, channel):
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        for queue in (
+            "ingestion:callbacks:processing:worker-1",
+            "ingestion:callbacks:dead",
+            "ingestion:callbacks:consumers",
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GenerateEmbeddings(seed_request(callback_queue=queue))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, queue
+            assert _violations(caught.value) == ["callback_queue"], queue
+            assert "reserved" in (caught.value.details() or "")
+        # A queue of one's own that merely mentions those words is fine.
+        reply = await stub.GenerateEmbeddings(
+            seed_request(callback_queue="ingestion:callbacks:dead-letters-of-mine")
+        )
+        assert reply.job_id
         assert await redis.exists("ingestion:callbacks:processing:worker-1") == 0
-    finally:
-        await server.stop(0.5)

@@ -13,19 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
-import grpc
 import pytest
 import redis.asyncio as aioredis
 
 from embedding.providers.local import LocalOnnxProvider
-from embedding.providers.registry import ProviderRegistry
-from embedding.server import EmbeddingServer, create_server
-from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
+from embedding.server import EmbeddingServer
+from embedding.settings import EmbeddingSettings
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import find_redis_server, free_port
 from gateway.settings import GatewaySettings
 from tests.conftest import bearer, ingestion_settings_for, serving_gateway, serving_ingestion
-from tests.helpers import pop_callbacks, running_worker, seed_request, wait_serving
+from tests.helpers import pop_callbacks, running_worker, seed_request, serving_embedding
 from tests.test_ingestion_api import COLLECTIONS, wait_task
 from tests.test_ingestion_e2e import background, ingestion_worker_run, search_top, upload_text
 
@@ -89,18 +87,14 @@ async def test_the_embedding_round_trip_works_on_redis_cluster_with_a_hash_tag(
 ) -> None:
     await _cluster_ready(cluster_url)
     tagged = replace(settings, redis_url=cluster_url, key_prefix=TAG)
-    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-    server, port = await create_server(tagged, registry=registry)
-    await server.start()
     client = aioredis.Redis.from_url(cluster_url)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await wait_serving(channel)
+        async with serving_embedding(tagged, local_provider) as (server, channel):
             stub = pb_grpc.EmbeddingServiceStub(channel)
             first = await stub.GenerateEmbeddings(seed_request(callback_queue=QUEUE))
             again = await stub.GenerateEmbeddings(seed_request(callback_queue=QUEUE))
             assert again.deduplicated and again.job_id == first.job_id
-            async with running_worker(tagged, registry):
+            async with running_worker(tagged, server.registry):
                 (callback,) = await pop_callbacks(client, 1, queue=QUEUE)
         assert callback["status"] == "success" and callback["job_id"] == first.job_id
         # The same keys without a shared tag are refused by the cluster: the check is real.
@@ -108,7 +102,6 @@ async def test_the_embedding_round_trip_works_on_redis_cluster_with_a_hash_tag(
             await client.eval("return redis.call('EXISTS', KEYS[1], KEYS[2])", 2, "a", "b")
     finally:
         await client.aclose()
-        await server.stop(0.5)
 
 
 @pytest.fixture
@@ -118,15 +111,8 @@ async def tagged_server(
     """The embedding server (API keys on) on the cluster, its keys under the hash tag."""
     await _cluster_ready(cluster_url)
     tagged = replace(auth_settings, redis_url=cluster_url, key_prefix=TAG)
-    registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-    server, port = await create_server(tagged, registry=registry)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await wait_serving(channel)
+    async with serving_embedding(tagged, local_provider) as (server, _channel):
         yield server
-    finally:
-        await server.stop(0.5)
 
 
 async def test_a_document_goes_through_the_whole_stack_on_redis_cluster(

@@ -83,6 +83,9 @@ class SoakConfig:
     workers: int = 2
     in_flight: int = 8
     seed: int = SEED
+    #: Spread the uploads over at least this many seconds (None: as fast as they go), so a
+    #: run on a fast machine still meets the disruptions it is meant to meet.
+    send_over_s: float | None = None
 
 
 @dataclass
@@ -226,9 +229,12 @@ async def _send(api: _Api, config: SoakConfig, deadline: float) -> dict[str, str
             slots.release()
 
     uploads: list[asyncio.Task[None]] = []
+    started = time.monotonic()
+    interval_s = (config.send_over_s or 0.0) / max(1, config.jobs)
     for number in range(config.jobs):
         if time.monotonic() >= deadline:
             break
+        await asyncio.sleep(max(0.0, started + number * interval_s - time.monotonic()))
         await slots.acquire()
         text = f"Soak document {number}. " + make_document(rng, DOCUMENT_WORDS)
         uploads.append(asyncio.create_task(upload(number, text)))

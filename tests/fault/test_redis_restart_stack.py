@@ -20,8 +20,15 @@ JOBS = 300
 async def test_redis_restarts_under_the_whole_stack_lose_and_repeat_nothing(
     tmp_path: Path, figure: Callable[[str], None]
 ) -> None:
+    # Uploads spread over 20 s meet at least two restarts (at 6 s and 14 s), however fast
+    # the machine gets through them.
     config = SoakConfig(
-        jobs=JOBS, kill_every_s=None, redis_restart_every_s=6.0, redis_down_s=2.0, in_flight=4
+        jobs=JOBS,
+        kill_every_s=None,
+        redis_restart_every_s=6.0,
+        redis_down_s=2.0,
+        in_flight=4,
+        send_over_s=20.0,
     )
     figures = await soak(config, tmp_path)
     figure(figures.report())

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from embedding.errors import EmbeddingError, ErrorCode
 from embedding.keys import WORKER_GROUP, EmbeddingKeys
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
-from embedpipe.redis_conn import RETRYABLE_ERRORS
+from embedpipe.redis_conn import RETRYABLE_ERRORS, as_text
 from embedpipe.streams import StreamEntry, ensure_group
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,16 @@ class AcceptedJob:
     job_id: str
     accepted_ms: int
     deduplicated: bool
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The job stream at one moment (see QueueService in queue_service.proto)."""
+
+    queued: int
+    in_progress: int
+    oldest_age_s: float
+    dead_lettered: int
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,31 @@ class JobQueue:
     async def ensure_group(self) -> None:
         """Create the workers' group now, so jobs accepted before any worker starts wait."""
         await ensure_group(self.redis, self.keys.jobs, WORKER_GROUP)
+
+    async def stats(self) -> QueueStats:
+        """Jobs not finished (finished ones are deleted from the stream), those a worker
+        holds, the age of the oldest, and the dead-lettered ones."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(self.keys.jobs)
+                pipe.xpending(self.keys.jobs, WORKER_GROUP)
+                pipe.xrange(self.keys.jobs, count=1)
+                pipe.xlen(self.keys.dead_letter)
+                queued, pending, oldest, dead = await pipe.execute(raise_on_error=False)
+        except RETRYABLE_ERRORS as exc:
+            raise EmbeddingError(
+                ErrorCode.QUEUE_UNAVAILABLE, f"job queue unavailable: {exc}"
+            ) from exc
+        for reply in (queued, oldest, dead):
+            if isinstance(reply, Exception):
+                raise EmbeddingError(ErrorCode.QUEUE_UNAVAILABLE, f"job queue unavailable: {reply}")
+        # No group yet (no job accepted since Redis started): nothing is in progress.
+        in_progress = 0 if isinstance(pending, Exception) else int(pending["pending"])
+        oldest_age_s = 0.0
+        if oldest:
+            accepted_ms = int(as_text(oldest[0][0]).split("-", 1)[0])
+            oldest_age_s = max(0.0, time.time() - accepted_ms / 1000)
+        return QueueStats(int(queued), in_progress, oldest_age_s, int(dead))
 
     async def enqueue(self, request: pb.GenerateEmbeddingsRequest) -> AcceptedJob:
         """Store the job, or find the identical one accepted before."""

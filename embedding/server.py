@@ -30,11 +30,14 @@ from embedding.settings import EmbeddingSettings
 from embedding.validation import validate_embed, validate_generate
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
+from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.redis_conn import connect
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
+QUEUE_SERVICE_NAME = queue_pb.DESCRIPTOR.services_by_name["QueueService"].full_name
 HEALTH_INTERVAL_S = 2.0
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -117,6 +120,24 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
                 )
                 for p in self.registry
             ]
+        )
+
+
+class QueueServicer(queue_grpc.QueueServiceServicer):
+    """The job queue's figures, for monitoring (open to all, like health)."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+
+    async def GetQueueStats(
+        self, request: queue_pb.GetQueueStatsRequest, context: Context
+    ) -> queue_pb.GetQueueStatsResponse:
+        stats = await self.queue.stats()
+        return queue_pb.GetQueueStatsResponse(
+            jobs_queued=stats.queued,
+            jobs_in_progress=stats.in_progress,
+            oldest_job_age_seconds=stats.oldest_age_s,
+            jobs_dead_lettered=stats.dead_lettered,
         )
 
 
@@ -217,12 +238,13 @@ async def create_server(
     pb_grpc.add_EmbeddingServiceServicer_to_server(
         EmbeddingServicer(settings, registry, queue), server
     )
+    queue_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue), server)
     health_servicer = health.aio.HealthServicer()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, QUEUE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     if port == 0:

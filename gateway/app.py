@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from embedpipe.access_log import KeyRedactingAccessLogger
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from embedpipe.redis_conn import connect
+from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from gateway.auth import authenticate
 from gateway.errors import error_middleware
 from gateway.generate import generate_embeddings
@@ -25,7 +25,7 @@ from gateway.openai_compat import create_embeddings, list_models
 from gateway.openapi import openapi_json
 from gateway.ops import healthz, readyz
 from gateway.settings import GatewaySettings
-from gateway.upstream import CHANNEL, EMBEDDING, HEALTH, REDIS, SETTINGS
+from gateway.upstream import CHANNEL, EMBEDDING, HEALTH, QUEUE, SETTINGS
 
 
 async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
@@ -45,18 +45,13 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
     app[CHANNEL] = channel
     app[EMBEDDING] = pb_grpc.EmbeddingServiceStub(channel)
     app[HEALTH] = health_pb2_grpc.HealthStub(channel)
+    app[QUEUE] = queue_grpc.QueueServiceStub(channel)
     yield
     await channel.close()
 
 
-async def _redis(app: web.Application) -> AsyncIterator[None]:
-    app[REDIS] = connect(app[SETTINGS].redis_url)
-    yield
-    await app[REDIS].aclose()
-
-
 def create_app(settings: GatewaySettings) -> web.Application:
-    """The gateway application; the gRPC channel and Redis open and close with it."""
+    """The gateway application; the gRPC channel opens and closes with it."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # Outermost first: the metrics see the status the error middleware answered with,
@@ -71,7 +66,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
-    app.cleanup_ctx.extend([_grpc_channel, _redis])
+    app.cleanup_ctx.append(_grpc_channel)
     app.router.add_post("/api/v1/embeddings/generate", generate_embeddings)
     app.router.add_post("/v1/embeddings", create_embeddings)
     app.router.add_get("/v1/models", list_models)

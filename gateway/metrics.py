@@ -10,8 +10,9 @@ path template (never the raw path), and an unknown HTTP method counts as "other"
 - `embedpipe_gateway_upstream_calls_total{method,code}` and
   `embedpipe_gateway_upstream_duration_seconds{method}`: every gRPC call on the gateway's
   channel, timed by `UpstreamMetricsInterceptor`;
-- `embedpipe_jobs_queue_depth`: XLEN of the job stream, read when scraped (-1 when Redis
-  does not answer, so a Redis outage never fails the scrape).
+- `embedpipe_jobs_queue_depth`: jobs accepted and not yet finished, asked of the embedding
+  server's QueueService when scraped (-1 when it does not answer, so an outage never fails
+  the scrape).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from embedding.keys import EmbeddingKeys
-from gateway.upstream import REDIS, SETTINGS
+from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
+from gateway.upstream import QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class GatewayMetrics:
         )
         self.queue_depth = Gauge(
             "embedpipe_jobs_queue_depth",
-            "Entries in the job stream (accepted, not yet acknowledged); -1 if Redis is down.",
+            "Jobs accepted and not yet finished; -1 if the embedding server cannot tell.",
             registry=self.registry,
         )
 
@@ -157,13 +158,14 @@ class UpstreamMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 async def _queue_depth(request: web.Request) -> int:
-    stream = EmbeddingKeys(request.app[SETTINGS].embedding_key_prefix).jobs
     try:
-        async with asyncio.timeout(QUEUE_DEPTH_TIMEOUT_S):
-            return int(await request.app[REDIS].xlen(stream))
-    except Exception as exc:  # a scrape must succeed whatever Redis does
-        log.warning("queue depth unavailable stream=%s error=%s", stream, type(exc).__name__)
+        reply = await request.app[QUEUE].GetQueueStats(
+            queue_pb.GetQueueStatsRequest(), timeout=QUEUE_DEPTH_TIMEOUT_S
+        )
+    except grpc.aio.AioRpcError as exc:  # a scrape must succeed whatever the upstream does
+        log.warning("queue depth unavailable code=%s", exc.code().name)
         return -1
+    return int(reply.jobs_queued)
 
 
 async def metrics_handler(request: web.Request) -> web.StreamResponse:

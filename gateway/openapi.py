@@ -188,7 +188,7 @@ def _schemas() -> dict[str, Schema]:
             },
             required=["object", "data"],
         ),
-        **probe_schemas(["embedding", "redis"]),
+        **probe_schemas(["embedding"]),
     }
 
 

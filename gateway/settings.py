@@ -17,8 +17,6 @@ class GatewaySettings:
     host: str = "127.0.0.1"
     port: int = 8080
     embedding_target: str = "127.0.0.1:50051"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    embedding_key_prefix: str = "embedding"
     #: Largest request body; aiohttp's default of 1 MB is too small for real batches.
     max_body_bytes: int = 64 * 1024 * 1024
     #: A request's time budget; it becomes the gRPC deadline (a smaller
@@ -40,8 +38,6 @@ class GatewaySettings:
             host=env_str(env, "GATEWAY_HOST", d.host),
             port=env_int(env, "GATEWAY_PORT", d.port),
             embedding_target=env_str(env, "EMBEDDING_GRPC_TARGET", d.embedding_target),
-            redis_url=env_str(env, "REDIS_URL", d.redis_url),
-            embedding_key_prefix=env_str(env, "EMBEDDING_KEY_PREFIX", d.embedding_key_prefix),
             max_body_bytes=env_int(env, "GATEWAY_MAX_BODY_BYTES", d.max_body_bytes, minimum=1),
             request_timeout_s=env_float(
                 env, "GATEWAY_REQUEST_TIMEOUT_S", d.request_timeout_s, minimum=0.001

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import grpc
-import redis.asyncio as aioredis
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
 from embedpipe.auth import AUTHORIZATION, X_API_KEY
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.http_errors import Violation
 from gateway.errors import GatewayError
 from gateway.settings import GatewaySettings
@@ -18,7 +18,7 @@ CHANNEL = web.AppKey("channel", grpc.aio.Channel)
 # The async stub type exists only in the generated .pyi, hence the annotation form.
 EMBEDDING: web.AppKey[pb_grpc.EmbeddingServiceAsyncStub] = web.AppKey("embedding")
 HEALTH = web.AppKey("health", health_pb2_grpc.HealthStub)
-REDIS = web.AppKey("redis", aioredis.Redis)
+QUEUE: web.AppKey[queue_grpc.QueueServiceAsyncStub] = web.AppKey("queue")
 
 #: Optional request header: the caller's time budget in seconds.
 TIMEOUT_HEADER = "X-Request-Timeout"

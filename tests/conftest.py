@@ -171,11 +171,10 @@ async def serving_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def gateway_settings(auth_server: EmbeddingServer, settings: EmbeddingSettings) -> GatewaySettings:
+def gateway_settings(auth_server: EmbeddingServer) -> GatewaySettings:
     return GatewaySettings(
         port=0,
         embedding_target=f"127.0.0.1:{auth_server.port}",
-        redis_url=settings.redis_url,
         max_body_bytes=2 * 1024 * 1024,
         request_timeout_s=10,
     )

@@ -181,9 +181,7 @@ async def test_over_the_rate_limit_is_429_with_retry_after(
     registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
     server, port = await create_server(tight, registry=registry)
     await server.start()
-    settings = GatewaySettings(
-        embedding_target=f"127.0.0.1:{port}", redis_url=tight.redis_url, port=0
-    )
+    settings = GatewaySettings(embedding_target=f"127.0.0.1:{port}", port=0)
     try:
         async with serving_gateway(settings) as url:
             statuses = []
@@ -210,9 +208,7 @@ async def test_embedding_server_down_is_503_with_retry_after(
 ) -> None:
     from embedpipe.redis_server import free_port
 
-    nowhere = GatewaySettings(
-        embedding_target=f"127.0.0.1:{free_port()}", redis_url=gateway_settings.redis_url
-    )
+    nowhere = GatewaySettings(embedding_target=f"127.0.0.1:{free_port()}")
     async with serving_gateway(nowhere) as url:
         async with http.post(url + GENERATE, json=seed_payload(), headers=bearer("tenant-a")) as r:
             assert r.status == 503
@@ -238,12 +234,12 @@ async def test_a_spent_time_budget_is_504(gateway: str, http: aiohttp.ClientSess
         assert fields_named(await r.json()) == ["X-Request-Timeout"]
 
 
-async def test_ready_when_the_embedding_server_serves_and_redis_answers(
+async def test_ready_when_the_embedding_server_serves(
     gateway: str, http: aiohttp.ClientSession
 ) -> None:
     async with http.get(gateway + "/readyz") as r:
         assert r.status == 200
-        assert await r.json() == {"status": "ready", "checks": {"embedding": "ok", "redis": "ok"}}
+        assert await r.json() == {"status": "ready", "checks": {"embedding": "ok"}}
 
 
 async def test_unknown_routes_and_methods_answer_json(

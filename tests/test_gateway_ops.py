@@ -126,14 +126,10 @@ async def test_metrics_count_requests_upstream_calls_and_queue_depth(
     assert depth is not None and depth >= 1
 
 
-async def test_metrics_answer_when_redis_and_the_embedding_server_are_down(
+async def test_metrics_answer_when_the_embedding_server_is_down(
     http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    nowhere = GatewaySettings(
-        embedding_target=f"127.0.0.1:{free_port()}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        port=0,
-    )
+    nowhere = GatewaySettings(embedding_target=f"127.0.0.1:{free_port()}", port=0)
     async with serving_gateway(nowhere) as url:
         async with http.post(url + GENERATE, json=seed_payload(), headers=bearer("tenant-a")) as r:
             assert r.status == 503

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import grpc
 import jsonschema
 import numpy as np
 import redis.asyncio as aioredis
@@ -15,6 +17,8 @@ from embedding.providers.local import LocalOnnxProvider
 from embedding.worker import EmbeddingWorker
 from embedpipe.embedding.v1 import callback_pb2
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
+from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from tests.conftest import WorkerFactory
 from tests.helpers import CALLBACK_QUEUE, REPO, SENTENCES, pop_callbacks, seed_request
 
@@ -106,3 +110,24 @@ async def test_jobs_wait_in_redis_until_a_worker_comes(
     assert sorted(c["task_id"] for c in callbacks) == ["task-0", "task-1", "task-2"]
     # Finished jobs are acknowledged and deleted: the stream does not grow without bound.
     assert await redis.xlen(EmbeddingKeys().jobs) == 0
+
+
+async def test_queue_stats_count_the_jobs_not_yet_finished(
+    channel: grpc.aio.Channel,
+    stub: pb_grpc.EmbeddingServiceAsyncStub,
+    worker_factory: WorkerFactory,
+    redis: aioredis.Redis,
+) -> None:
+    queue = queue_grpc.QueueServiceStub(channel)
+    empty = await queue.GetQueueStats(queue_pb.GetQueueStatsRequest())
+    assert (empty.jobs_queued, empty.jobs_in_progress, empty.oldest_job_age_seconds) == (0, 0, 0)
+    for n in range(3):
+        await stub.GenerateEmbeddings(seed_request(task_id=f"task-{n}"))
+    await asyncio.sleep(0.2)
+    waiting = await queue.GetQueueStats(queue_pb.GetQueueStatsRequest())
+    assert (waiting.jobs_queued, waiting.jobs_in_progress) == (3, 0)
+    assert 0.2 <= waiting.oldest_job_age_seconds < 30
+    async with worker_factory():
+        await pop_callbacks(redis, 3)
+    done = await queue.GetQueueStats(queue_pb.GetQueueStatsRequest())
+    assert (done.jobs_queued, done.jobs_in_progress, done.jobs_dead_lettered) == (0, 0, 0)

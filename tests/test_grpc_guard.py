@@ -98,9 +98,7 @@ async def test_a_full_backlog_refuses_new_jobs_with_retry_after(
             seed_request(task_id="t0"), metadata=key_of("tenant-a")
         )
         assert again.deduplicated
-        gateway = GatewaySettings(
-            embedding_target=f"127.0.0.1:{server.port}", redis_url=small.redis_url
-        )
+        gateway = GatewaySettings(embedding_target=f"127.0.0.1:{server.port}")
         async with serving_gateway(gateway) as url:
             payload = {
                 "document_id": "d", "collection_id": "c", "tenant_id": "tenant-a", "task_id": "t10",

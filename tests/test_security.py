@@ -8,8 +8,10 @@ or method that is neither public on purpose (`*_PUBLIC`) nor probed here (`*_PRO
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import json
+import pkgutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -26,8 +28,9 @@ from google.protobuf.message import Message
 from embedding.keys import EmbeddingKeys
 from embedding.server import EmbeddingServer
 from embedpipe.auth import KeyStore, hash_key
-from embedpipe.embedding.v1 import callback_pb2
+from embedpipe.embedding import v1 as stubs
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
 from gateway.app import create_app as create_gateway_app
 from gateway.openapi import document as gateway_document
 from gateway.settings import GatewaySettings
@@ -523,25 +526,49 @@ GRPC_PROBES: dict[str, Callable[[], Message]] = {
     "Embed": lambda: pb.EmbedRequest(inputs=["A sentence."]),
     "ListModels": pb.ListModelsRequest,
 }
+#: Methods open without a key on purpose, like gRPC health: they tell how much work is
+#: waiting, nothing of any tenant.
+GRPC_PUBLIC: dict[str, Callable[[], Message]] = {
+    "embedpipe.embedding.v1.QueueService.GetQueueStats": queue_pb.GetQueueStatsRequest,
+}
 
 
 def grpc_methods() -> list[MethodDescriptor]:
     return list(pb.DESCRIPTOR.services_by_name[SERVICE_NAME].methods)
 
 
+def every_grpc_method() -> list[MethodDescriptor]:
+    """The methods of every service of every generated stub module."""
+    found = []
+    for module_info in pkgutil.iter_modules(stubs.__path__):
+        if module_info.name.endswith("_pb2"):
+            module = importlib.import_module(f"{stubs.__name__}.{module_info.name}")
+            for service in module.DESCRIPTOR.services_by_name.values():
+                found += service.methods
+    return found
+
+
 def carries_tenant(method: MethodDescriptor) -> bool:
     return "tenant_id" in method.input_type.fields_by_name
 
 
-def test_every_grpc_method_is_probed() -> None:
-    # Any other service in our protos would need its own guard: none exists.
-    assert set(pb.DESCRIPTOR.services_by_name) == {SERVICE_NAME}
-    assert not callback_pb2.DESCRIPTOR.services_by_name
-    names = {method.name for method in grpc_methods()}
-    assert len(names) >= 3  # the enumeration works
-    assert names == set(GRPC_PROBES), f"methods without a probe: {names - set(GRPC_PROBES)}"
+def test_every_grpc_method_is_public_or_probed() -> None:
+    names = {method.full_name for method in every_grpc_method()}
+    guarded = {method.full_name for method in grpc_methods()}
+    assert len(guarded) >= 3  # the enumeration works
+    assert names == guarded | set(GRPC_PUBLIC), f"undecided: {names - guarded - set(GRPC_PUBLIC)}"
+    assert {m.name for m in grpc_methods()} == set(GRPC_PROBES)
     for method in grpc_methods():
         assert GRPC_PROBES[method.name]().DESCRIPTOR is method.input_type
+
+
+async def test_public_grpc_methods_answer_without_a_key(
+    guarded_channel: grpc.aio.Channel,
+) -> None:
+    for method in every_grpc_method():
+        if method.full_name in GRPC_PUBLIC:
+            request = GRPC_PUBLIC[method.full_name]()
+            assert await call_method(guarded_channel, method, request, ()) == grpc.StatusCode.OK
 
 
 @pytest.fixture

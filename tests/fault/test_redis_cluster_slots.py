@@ -122,8 +122,6 @@ async def test_a_document_goes_through_the_whole_stack_on_redis_cluster(
     gateway_settings = GatewaySettings(
         port=0,
         embedding_target=f"127.0.0.1:{tagged_server.port}",
-        redis_url=tagged.redis_url,
-        embedding_key_prefix=TAG,
         request_timeout_s=10,
     )
     async with serving_gateway(gateway_settings) as gateway:

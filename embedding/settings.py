@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from embedpipe.auth import KeyStore
+from embedpipe.bundled_model import DEFAULT_MODEL, MAX_INPUT_TOKENS
 from embedpipe.envconfig import ConfigError, env_float, env_int, env_str
 
 ProviderKind = Literal["local", "openai"]
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: Callback queues a caller may name: `<service>:callbacks:<name>`, nothing else. Braces are
 #: allowed so that on Redis Cluster the name can carry the job keys' hash tag, e.g. `{ep}`.
 DEFAULT_CALLBACK_QUEUE_PATTERN = r"[a-z][a-z0-9_-]{0,63}:callbacks:[A-Za-z0-9_.{}-]{1,128}"
@@ -34,7 +34,7 @@ class ModelSpec:
     path: str = ""
     #: Vector size; for local models read from the ONNX graph when 0.
     dimensions: int = 0
-    max_input_tokens: int = 256
+    max_input_tokens: int = MAX_INPUT_TOKENS
     #: Largest number of inputs per provider call.
     max_batch_size: int = 32
     #: openai: the upstream's model name (defaults to `name`), endpoint and key variable.

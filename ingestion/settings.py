@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from embedpipe.auth import KeyStore
+from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.envconfig import ConfigError, env_float, env_int, env_str
 
 
@@ -28,7 +29,7 @@ class IngestionSettings:
     service_key: str = field(default="", repr=False)
     callback_queue: str = "ingestion:callbacks:embedding"
     max_upload_bytes: int = 20 * 1024 * 1024
-    default_model: str = "all-MiniLM-L6-v2"
+    default_model: str = DEFAULT_MODEL
     chunk_tokens: int = 200
     overlap_tokens: int = 40
     #: Chunks per GenerateEmbeddings request; a larger document is sent in parts.

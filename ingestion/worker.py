@@ -18,8 +18,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from tokenizers import Tokenizer
 
-from embedding.providers.local import model_files
-from embedding.settings import DEFAULT_MODEL, ModelSpec
+from embedpipe import bundled_model
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamConsumer, StreamEntry
 from ingestion import store
@@ -43,8 +42,7 @@ def load_tokenizer() -> Tokenizer:
     It is exact for that model; for others (e.g. OpenAI's, whose vocabulary cannot be
     loaded offline) it is a close stand-in, and their windows are far larger anyway.
     """
-    _model, tokenizer_path = model_files(ModelSpec(name=DEFAULT_MODEL, provider="local"))
-    return Tokenizer.from_file(str(tokenizer_path))
+    return Tokenizer.from_file(str(bundled_model.tokenizer_path()))
 
 
 class IngestionWorker:

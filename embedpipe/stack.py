@@ -23,7 +23,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -31,10 +30,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from embedpipe.auth import SERVICE_TENANT, hash_key, new_key
 from embedpipe.envconfig import ConfigError, env_int, env_str
 from embedpipe.logs import configure_logging
+from embedpipe.postgres_server import PostgresServer
 from embedpipe.redis_server import RedisServer
-
-if TYPE_CHECKING:
-    from pgserver.postgres_server import PostgresServer
 
 log = logging.getLogger("embedpipe.stack")
 
@@ -98,17 +95,6 @@ def _kept_key(data_dir: Path, name: str) -> str:
     path.touch(mode=0o600)
     path.write_text(key + "\n")
     return key
-
-
-def _start_postgres(directory: Path) -> PostgresServer:
-    """A private PostgreSQL 16 with pgvector (the pgserver package), data kept in `directory`."""
-    # platformdirs, used by pgserver, warns without XDG_RUNTIME_DIR.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(directory.parent / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
-    from pgserver.postgres_server import get_server
-
-    directory.mkdir(parents=True, exist_ok=True)
-    return get_server(directory, cleanup_mode="stop")
 
 
 def _services(grpc_ports: list[int], workers: int, ingestion_workers: int) -> list[Service]:
@@ -183,8 +169,9 @@ def _start_infrastructure(
         env["REDIS_URL"] = redis.url
         log.info("private redis-server url=%s data=%s", redis.url, redis.data_dir)
     if not env.get("DATABASE_URL"):
-        postgres = _start_postgres(data_dir / "postgres")
-        env["DATABASE_URL"] = postgres.get_uri()
+        postgres = PostgresServer(data_dir / "postgres")
+        postgres.start()
+        env["DATABASE_URL"] = postgres.url
         log.info("private PostgreSQL with pgvector data=%s", data_dir / "postgres")
     dev_key = None
     if not env.get("EMBEDPIPE_API_KEYS") and not env.get("EMBEDPIPE_API_KEYS_FILE"):
@@ -259,7 +246,7 @@ def main() -> int:
     finally:
         _stop_all(services)
         if postgres is not None:
-            postgres.cleanup()
+            postgres.stop()
         if redis is not None:
             redis.stop()
         log.info("stack stopped")

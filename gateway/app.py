@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 
 import grpc
 from aiohttp import web
-from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedpipe.access_log import KeyRedactingAccessLogger
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
-from gateway.auth import authenticate
-from gateway.errors import error_middleware
+from embedpipe.http.access_log import KeyRedactingAccessLogger
+from embedpipe.http.auth import api_key_middleware
+from embedpipe.http.probes import PROBE_PATHS, Check, NotReadyError, add_probe_routes
+from gateway.errors import gateway_errors
 from gateway.generate import generate_embeddings
 from gateway.metrics import (
     METRICS,
@@ -23,7 +24,6 @@ from gateway.metrics import (
 )
 from gateway.openai_compat import create_embeddings, list_models
 from gateway.openapi import openapi_json
-from gateway.ops import healthz, readyz
 from gateway.settings import GatewaySettings
 from gateway.upstream import CHANNEL, EMBEDDING, HEALTH, QUEUE, SETTINGS
 
@@ -50,16 +50,33 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
     await channel.close()
 
 
+#: Routes that need no key, on purpose: probes, metrics and the API description.
+PUBLIC_PATHS = PROBE_PATHS | {"/metrics", "/openapi.json"}
+
+
+def _readiness(app: web.Application) -> dict[str, Check]:
+    """Ready when the embedding server reports SERVING (it does while its Redis answers)."""
+
+    async def embedding() -> None:
+        reply = await app[HEALTH].Check(health_pb2.HealthCheckRequest(service=""))
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            raise NotReadyError("not serving")
+
+    return {"embedding": embedding}
+
+
 def create_app(settings: GatewaySettings) -> web.Application:
     """The gateway application; the gRPC channel opens and closes with it."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # Outermost first: the metrics see the status the error middleware answered with,
-        # and a refused key is answered before the body is read.
+        # and a refused key is answered before the body is read. The gateway checks keys
+        # when it knows them; the embedding server checks them again either way and
+        # decides which tenant a key may act for.
         middlewares=[
             metrics_middleware,
-            error_middleware(settings.unavailable_retry_after_s),
-            authenticate,
+            gateway_errors(settings.unavailable_retry_after_s),
+            api_key_middleware(settings.keys, public_paths=PUBLIC_PATHS, service_keys=True),
         ],
         # Keys belong in headers, but one sent in a URL must not reach an access log either.
         handler_args={"access_log_class": KeyRedactingAccessLogger},
@@ -70,8 +87,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.router.add_post("/api/v1/embeddings/generate", generate_embeddings)
     app.router.add_post("/v1/embeddings", create_embeddings)
     app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_probe_routes(app, _readiness)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_json)
     return app

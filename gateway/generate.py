@@ -1,10 +1,11 @@
-"""`POST /api/v1/embeddings/generate`: the seed's request, answered 202 Accepted."""
+"""`POST /api/v1/embeddings/generate`: an embedding job, answered 202 Accepted."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.payloads import parse_generate, read_json
+from embedpipe.http.json_body import read_json
+from gateway.payloads import parse_generate
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 
 

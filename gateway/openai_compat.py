@@ -14,9 +14,8 @@ import numpy as np
 from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
-from embedpipe.http_errors import Violation
-from gateway.errors import GatewayError
-from gateway.payloads import read_json, unrepresentable
+from embedpipe.http.errors import HttpError, Violation
+from embedpipe.http.json_body import read_json
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 
 ENCODINGS = ("float", "base64")
@@ -25,15 +24,8 @@ MAX_DIMENSIONS = 65_536
 
 def parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     """OpenAI's embeddings request as an EmbedRequest, and the encoding asked for."""
-    try:
-        return _parse_embeddings_request(body)
-    except (ValueError, OverflowError) as exc:
-        raise unrepresentable(exc) from None
-
-
-def _parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     if not isinstance(body, dict):
-        raise GatewayError.bad_request([Violation("body", "must be a JSON object")])
+        raise HttpError.bad_field("body", "must be a JSON object")
     violations: list[Violation] = []
     request = pb.EmbedRequest()
     raw_input = body.get("input")
@@ -66,7 +58,7 @@ def _parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     if encoding not in ENCODINGS:
         violations.append(Violation("encoding_format", "must be 'float' or 'base64'"))
     if violations:
-        raise GatewayError.bad_request(violations)
+        raise HttpError.bad_request(violations)
     return request, str(encoding)
 
 

@@ -1,15 +1,15 @@
 """The gateway's OpenAPI 3.1 description, served at `GET /openapi.json`.
 
-Written by hand from embedpipe/openapi.py's helpers; tests/test_gateway_ops.py checks that it
-is valid and that every route the app registers is in it. `/api/...` routes answer errors in
-Google's JSON error shape, `/v1/...` routes in OpenAI's (see gateway/errors.py).
+Written by hand from embedpipe/http/openapi.py's helpers; tests/gateway/test_gateway_ops.py
+checks that it is valid and that every route the app registers is in it. `/api/...` routes
+answer errors in Google's JSON error shape, `/v1/...` routes in OpenAI's (gateway/errors.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from embedpipe.openapi import (
+from embedpipe.http.openapi import (
     AUTHENTICATED,
     GOOGLE_ERROR,
     Schema,

@@ -6,35 +6,12 @@ Only shape is checked here (JSON types); the embedding server owns the rules abo
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from aiohttp import web
-
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
-from embedpipe.http_errors import Violation
-from gateway.errors import GatewayError
+from embedpipe.http.errors import HttpError, Violation
 
-JSON_TYPES = ("application/json",)
 _REQUIRED_STRINGS = ("document_id", "collection_id", "tenant_id", "task_id", "callback_queue")
-
-
-async def read_json(request: web.Request) -> Any:
-    """The request's JSON body: 415 for another content type, 400 for broken JSON.
-
-    A body over the configured size limit makes aiohttp raise 413 while reading.
-    """
-    if request.content_type not in JSON_TYPES:
-        raise GatewayError(
-            415, f"Content-Type must be application/json, not {request.content_type!r}"
-        )
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge ints, deep nesting
-        raise GatewayError(
-            400, f"body: not valid JSON: {exc}", violations=(Violation("body", "not valid JSON"),)
-        ) from None
 
 
 def _string(
@@ -59,23 +36,9 @@ def _string(
 
 
 def parse_generate(body: Any) -> pb.GenerateEmbeddingsRequest:
-    """The seed's request, field for field; 400 naming every bad field."""
-    try:
-        return _parse_generate(body)
-    except (ValueError, OverflowError) as exc:  # e.g. a lone surrogate, a huge number
-        raise unrepresentable(exc) from None
-
-
-def unrepresentable(exc: Exception) -> GatewayError:
-    """400 for JSON that is valid but cannot be carried: lone surrogates, huge numbers."""
-    return GatewayError.bad_request(
-        [Violation("body", f"holds a value that cannot be represented: {exc}")]
-    )
-
-
-def _parse_generate(body: Any) -> pb.GenerateEmbeddingsRequest:
+    """The generate request, field for field; 400 naming every bad field."""
     if not isinstance(body, dict):
-        raise GatewayError.bad_request([Violation("body", "must be a JSON object")])
+        raise HttpError.bad_field("body", "must be a JSON object")
     violations: list[Violation] = []
     request = pb.GenerateEmbeddingsRequest(model=_string(body, "model", violations, required=False))
     for name in _REQUIRED_STRINGS:
@@ -101,5 +64,5 @@ def _parse_generate(body: Any) -> pb.GenerateEmbeddingsRequest:
             elif metadata is not None:
                 violations.append(Violation(f"{where}.metadata", "must be an object"))
     if violations:
-        raise GatewayError.bad_request(violations)
+        raise HttpError.bad_request(violations)
     return request

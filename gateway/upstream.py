@@ -9,8 +9,7 @@ from grpc_health.v1 import health_pb2_grpc
 from embedpipe.auth import AUTHORIZATION, X_API_KEY
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
-from embedpipe.http_errors import Violation
-from gateway.errors import GatewayError
+from embedpipe.http.errors import HttpError
 from gateway.settings import GatewaySettings
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -36,7 +35,7 @@ def forwarded_identity(request: web.Request) -> tuple[tuple[str, str], ...]:
             continue
         value = request.headers[name]
         if not (value.isascii() and value.isprintable()):
-            raise GatewayError(401, f"the {name} header is not a valid API key")
+            raise HttpError(401, f"the {name} header is not a valid API key")
         metadata.append((name, value))
     return tuple(metadata)
 
@@ -52,7 +51,7 @@ def deadline_s(request: web.Request) -> float:
     except ValueError:
         value = -1.0
     if value <= 0:
-        raise GatewayError.bad_request(
-            [Violation(TIMEOUT_HEADER, f"must be a positive number of seconds, not {asked!r}")]
+        raise HttpError.bad_field(
+            TIMEOUT_HEADER, f"must be a positive number of seconds, not {asked!r}"
         )
     return min(budget, value)

@@ -7,19 +7,17 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
-from embedpipe.access_log import KeyRedactingAccessLogger
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from embedpipe.readiness import readiness_response
+from embedpipe.http.access_log import KeyRedactingAccessLogger
+from embedpipe.http.probes import Check, add_probe_routes
 from embedpipe.redis_conn import connect as connect_redis
 from ingestion import collections_api, documents_api, search_api
 from ingestion.db import connect as connect_db
-from ingestion.http import CHANNEL, EMBEDDING, KEYS, POOL, REDIS, SETTINGS, authenticate, errors
+from ingestion.http import CHANNEL, EMBEDDING, KEYS, POOL, REDIS, SETTINGS, middlewares
 from ingestion.keys import IngestionKeys
 from ingestion.openapi import openapi_json
 from ingestion.settings import IngestionSettings
 from ingestion.websocket import events_socket
-
-READY_TIMEOUT_S = 1.0
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -36,25 +34,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
+def _readiness(app: web.Application) -> dict[str, Check]:
     """Ready when PostgreSQL and Redis answer."""
-    return await readiness_response(
-        {
-            "postgres": lambda: request.app[POOL].fetchval("SELECT 1"),
-            "redis": request.app[REDIS].ping,
-        },
-        READY_TIMEOUT_S,
-    )
+    return {"postgres": lambda: app[POOL].fetchval("SELECT 1"), "redis": app[REDIS].ping}
 
 
 def create_app(settings: IngestionSettings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_upload_bytes + 64 * 1024,
-        middlewares=[errors, authenticate],
+        middlewares=middlewares(settings),
         # A WebSocket's key may be in its URL: any access log must not show it.
         handler_args={"access_log_class": KeyRedactingAccessLogger},
     )
@@ -77,7 +65,6 @@ def create_app(settings: IngestionSettings) -> web.Application:
     r.add_post("/api/v1/collections/{collection_id}/search", search_api.search)
     r.add_get("/api/v1/tasks/{task_id}", documents_api.get_task)
     r.add_get("/api/v1/ws", events_socket)
-    r.add_get("/healthz", healthz)
-    r.add_get("/readyz", readyz)
+    add_probe_routes(app, _readiness)
     r.add_get("/openapi.json", openapi_json)
     return app

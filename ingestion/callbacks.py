@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from embedpipe.redis_conn import RETRYABLE_ERRORS
+from embedpipe.strict_json import StrictJsonError, loads
+from embedpipe.text_safety import text_problem
 from ingestion import store
 from ingestion.db import Pool, database_unavailable
 from ingestion.errors import IngestionErrorCode
@@ -42,29 +43,6 @@ class MalformedCallbackError(ValueError):
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _unstorable_text(value: object) -> str:
-    """Why some string in `value` (keys included, at any depth) cannot be stored, or "".
-
-    Iterative, not recursive: a deeply nested callback must be refused, not crash the walk.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return "contains NUL characters, which PostgreSQL cannot store"
-            try:
-                item.encode()
-            except UnicodeEncodeError:
-                return "contains lone surrogates, which are not text PostgreSQL can store"
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return ""
-
-
 def _is_component(value: object) -> bool:
     """A number a pgvector component can hold: finite, within the 32-bit float range.
 
@@ -76,10 +54,6 @@ def _is_component(value: object) -> bool:
         and not isinstance(value, bool)
         and -FLOAT32_MAX <= value <= FLOAT32_MAX
     )
-
-
-def _refuse_constant(name: str) -> float:
-    raise MalformedCallbackError(f"{name} is not a number a vector may hold")
 
 
 def _nonempty_str(value: object) -> bool:
@@ -114,15 +88,14 @@ def parse_callback(raw: bytes) -> dict[str, Any]:
     another exception: a callback that crashed the parser would be retried forever.
     """
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedCallbackError(f"not JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedCallbackError("not JSON this parser accepts: nested too deeply") from None
+        # Structure and vector components are checked below, naming where a bad one is;
+        # numbers elsewhere are not ours to judge (fields may be added).
+        body = loads(raw, max_depth=None, check_numbers=False)
+    except StrictJsonError as exc:
+        raise MalformedCallbackError(f"not JSON we accept: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedCallbackError("not a JSON object")
-    unstorable = _unstorable_text(body)
-    if unstorable:
+    if unstorable := text_problem(body, nul_allowed=False):
         raise MalformedCallbackError(unstorable)
     for name in ("task_id", "document_id", "collection_id", "tenant_id", "status"):
         if not _nonempty_str(body.get(name)):

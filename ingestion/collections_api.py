@@ -9,18 +9,12 @@ import grpc
 from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.http.auth import tenant_of
+from embedpipe.http.json_body import read_json_object
 from ingestion import store
 from ingestion.errors import IngestionError, IngestionErrorCode
-from ingestion.http import (
-    EMBEDDING,
-    POOL,
-    SETTINGS,
-    check_storable,
-    not_found,
-    read_json_object,
-    tenant_of,
-)
-from ingestion.upstream import service_metadata
+from ingestion.http import EMBEDDING, POOL, SETTINGS, check_storable, not_found
+from ingestion.upstream import CALL_TIMEOUT_S, embedding_failure, service_metadata
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
@@ -50,12 +44,10 @@ def _int(body: dict[str, Any], name: str, default: int, minimum: int, maximum: i
 async def _model_info(request: web.Request, model: str) -> pb.ModelInfo:
     try:
         reply = await request.app[EMBEDDING].ListModels(
-            pb.ListModelsRequest(), timeout=10, metadata=service_metadata(request.app)
+            pb.ListModelsRequest(), timeout=CALL_TIMEOUT_S, metadata=service_metadata(request.app)
         )
     except grpc.aio.AioRpcError as exc:
-        raise IngestionError(
-            IngestionErrorCode.UNAVAILABLE, f"embedding service unavailable: {exc.details()}"
-        ) from None
+        raise embedding_failure(exc) from None
     for info in reply.models:
         if info.name == model:
             return info

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,21 +10,15 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from embedpipe.http.auth import tenant_of
+from embedpipe.http.json_body import read_json_object
+from embedpipe.strict_json import StrictJsonError, loads
 from ingestion import store
 from ingestion.collections_api import check_id
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish, task_event
 from ingestion.extract import detect_format, extract_text
-from ingestion.http import (
-    KEYS,
-    POOL,
-    REDIS,
-    SETTINGS,
-    check_storable,
-    not_found,
-    read_json_object,
-    tenant_of,
-)
+from ingestion.http import KEYS, POOL, REDIS, SETTINGS, check_storable, not_found
 from ingestion.jobs import content_hash, enqueue_job
 
 READ_CHUNK_BYTES = 64 * 1024
@@ -47,11 +40,13 @@ def _too_large(limit: int) -> IngestionError:
 
 
 def _metadata(value: object) -> dict[str, Any]:
-    if isinstance(value, str):
+    if isinstance(value, str):  # a multipart form field: JSON text
         try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
+            value = loads(value)
+        except StrictJsonError as exc:
+            raise IngestionError(
+                IngestionErrorCode.INVALID_ARGUMENT, str(exc), field="metadata"
+            ) from None
     if not isinstance(value, dict):
         raise IngestionError(
             IngestionErrorCode.INVALID_ARGUMENT, "must be a JSON object", field="metadata"

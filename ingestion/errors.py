@@ -2,9 +2,10 @@
 
 Everything that goes wrong in `ingestion/` is an `IngestionError` with an `IngestionErrorCode`.
 Transports map it once: the HTTP middleware to a status (INVALID_ARGUMENT 400,
-UNSUPPORTED_MEDIA_TYPE 415, PAYLOAD_TOO_LARGE 413, UNPROCESSABLE 422, ...), the worker to a
-failed task whose `error_code` is the code's value. Library exceptions never cross this line:
-a parser failing on a hostile file becomes UNPROCESSABLE, never a 500.
+UNSUPPORTED_MEDIA_TYPE 415, PAYLOAD_TOO_LARGE 413, UNPROCESSABLE 422, ...; ingestion/http.py),
+the worker to a failed task whose `error_code` is the code's value. Library exceptions never
+cross this line: a parser failing on a hostile file becomes UNPROCESSABLE, never a 500, and a
+failed call to the embedding server becomes one of ours by class (ingestion/upstream.py).
 """
 
 from __future__ import annotations
@@ -37,21 +38,38 @@ class IngestionErrorCode(StrEnum):
     EMBEDDING_FAILED = "EMBEDDING_FAILED"
     #: A dependency (Redis, PostgreSQL, the Embedding Service) cannot be reached now.
     UNAVAILABLE = "UNAVAILABLE"
+    #: A dependency did not answer within the time allowed.
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 
 #: Codes worth retrying: the same call may succeed later.
-TRANSIENT_CODES = frozenset({IngestionErrorCode.UNAVAILABLE, IngestionErrorCode.RATE_LIMITED})
+TRANSIENT_CODES = frozenset(
+    {
+        IngestionErrorCode.UNAVAILABLE,
+        IngestionErrorCode.RATE_LIMITED,
+        IngestionErrorCode.DEADLINE_EXCEEDED,
+    }
+)
 
 
 class IngestionError(Exception):
     """A failure of the Ingestion Service: a code, a message for the client, maybe a field."""
 
-    def __init__(self, code: IngestionErrorCode, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: IngestionErrorCode,
+        message: str,
+        field: str | None = None,
+        *,
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         #: The request field at fault (e.g. `file`, `chunk_tokens`), for bad input.
         self.field = field
+        #: Whole seconds to wait before a retry, when a dependency said.
+        self.retry_after_s = retry_after_s
 
     def __repr__(self) -> str:
         return f"IngestionError({self.code.value}, {self.message!r}, field={self.field!r})"

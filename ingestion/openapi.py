@@ -1,9 +1,9 @@
 """The ingestion API's OpenAPI 3.1 description, served at `GET /openapi.json`.
 
-Built by hand from embedpipe/openapi.py's helpers, like gateway/openapi.py;
+Built by hand from embedpipe/http/openapi.py's helpers, like gateway/openapi.py;
 tests/test_ingestion_openapi.py checks that it is valid and that it lists exactly the routes
 `create_app` registers, and scripts/gen_docs.py renders it into docs/http-api.md. Errors are
-Google's JSON error shape (embedpipe/http_errors.py); ids another tenant owns answer 404, like
+Google's JSON error shape (embedpipe/http/errors.py); ids another tenant owns answer 404, like
 ids that do not exist.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from embedpipe.openapi import (
+from embedpipe.http.openapi import (
     AUTHENTICATED,
     GOOGLE_ERROR,
     Schema,
@@ -379,7 +379,7 @@ def _schemas() -> dict[str, Schema]:
             description="A task's state, sent on subscribing and on every change.",
         ),
         GOOGLE_ERROR: google_error(
-            "Google's JSON error format (embedpipe/http_errors.py).",
+            "Google's JSON error format (embedpipe/http/errors.py).",
             status="The status's name, e.g. INVALID_ARGUMENT, NOT_FOUND.",
             message="What went wrong, for people.",
             details="Empty, or one BadRequest naming the field at fault.",

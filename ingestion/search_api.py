@@ -7,10 +7,12 @@ import grpc
 from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.http.auth import tenant_of
+from embedpipe.http.json_body import read_json_object
 from ingestion import store
 from ingestion.errors import IngestionError, IngestionErrorCode
-from ingestion.http import EMBEDDING, POOL, check_storable, not_found, read_json_object, tenant_of
-from ingestion.upstream import service_metadata
+from ingestion.http import EMBEDDING, POOL, check_storable, not_found
+from ingestion.upstream import CALL_TIMEOUT_S, embedding_failure, service_metadata
 
 MAX_TOP_K = 100
 
@@ -46,13 +48,12 @@ async def search(request: web.Request) -> web.Response:
     try:
         reply = await request.app[EMBEDDING].Embed(
             pb.EmbedRequest(inputs=[query], model=collection["model"], truncate=True),
-            timeout=10,
+            timeout=CALL_TIMEOUT_S,
             metadata=service_metadata(request.app),
         )
     except grpc.aio.AioRpcError as exc:
-        raise IngestionError(
-            IngestionErrorCode.UNAVAILABLE, f"embedding service unavailable: {exc.details()}"
-        ) from None
+        # The query is the request's one input: the server's field for it is ours.
+        raise embedding_failure(exc, {"inputs[0]": "query", "inputs": "query"}) from None
     results = await store.search(
         request.app[POOL],
         tenant,

@@ -17,9 +17,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from embedpipe.http.auth import tenant_of
+from embedpipe.strict_json import StrictJsonError, loads
 from ingestion import store
 from ingestion.events import task_event
-from ingestion.http import KEYS, POOL, REDIS, tenant_of
+from ingestion.http import KEYS, POOL, REDIS
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,9 @@ async def _handle(
     request: web.Request, ws: web.WebSocketResponse, wanted: _Subscription, data: str
 ) -> None:
     try:
-        command = json.loads(data)
-    except ValueError:
-        await ws.send_json({"type": "error", "message": "messages must be JSON"})
+        command = loads(data)
+    except StrictJsonError as exc:
+        await ws.send_json({"type": "error", "message": f"messages must be JSON: {exc}"})
         return
     if not isinstance(command, dict) or command.get("action") not in ("subscribe", "unsubscribe"):
         await ws.send_json(

@@ -1,8 +1,8 @@
-"""Readiness (`GET /readyz`) of our HTTP services: named checks of their dependencies.
+"""Liveness (`GET /healthz`) and readiness (`GET /readyz`) of our HTTP services.
 
-`readiness_response` runs each check under a time limit and answers
+Readiness runs named checks of the app's dependencies, each under a time limit, and answers
 `{"status": "ready" | "not ready", "checks": {name: "ok" | why not}}`: 200 when every check
-passes, 503 otherwise (the `Readiness` schema of embedpipe/openapi.py).
+passes, 503 otherwise (the `Readiness` schema of embedpipe/http/openapi.py).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from aiohttp import web
 
 #: A dependency check: passes when it returns, fails when it raises.
 Check = Callable[[], Awaitable[object]]
+#: The probes' paths: public, no API key.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+CHECK_TIMEOUT_S = 1.0
 
 
 class NotReadyError(Exception):
@@ -40,3 +43,19 @@ async def readiness_response(checks: Mapping[str, Check], timeout_s: float) -> w
         {"status": "ready" if ready else "not ready", "checks": results},
         status=200 if ready else 503,
     )
+
+
+def add_probe_routes(
+    app: web.Application, checks: Callable[[web.Application], Mapping[str, Check]]
+) -> None:
+    """`GET /healthz` (the process serves HTTP) and `GET /readyz` (every check of
+    `checks(app)` passes) on `app`."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        return await readiness_response(checks(request.app), CHECK_TIMEOUT_S)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

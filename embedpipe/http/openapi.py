@@ -1,7 +1,7 @@
 """The building blocks of our services' OpenAPI 3.1 documents, written by hand.
 
 Owns the small schema helpers (`string`, `obj`, `response`, ...), what the HTTP APIs share
-(the `GoogleError` schema of embedpipe/http_errors.py's error body, the API-key security
+(the `GoogleError` schema of embedpipe/http/errors.py's error body, the API-key security
 schemes, the `/healthz`, `/readyz` and `/openapi.json` operations with their bodies) and
 the skeleton of a document. Each service's own routes and schemas stay in its
 `openapi.py` (gateway/openapi.py, ingestion/openapi.py).
@@ -16,7 +16,7 @@ from aiohttp import web
 
 Schema = dict[str, Any]
 
-#: The name of the schema of embedpipe/http_errors.py's error body.
+#: The name of the schema of embedpipe/http/errors.py's error body.
 GOOGLE_ERROR = "GoogleError"
 #: The `security` of a route that takes an API key, as a bearer token or X-API-Key.
 AUTHENTICATED: list[Schema] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
@@ -104,7 +104,7 @@ def google_error(
     field: str = "",
     violation: str = "",
 ) -> Schema:
-    """The `GoogleError` schema: the body of embedpipe/http_errors.py's `error_body`.
+    """The `GoogleError` schema: the body of embedpipe/http/errors.py's `error_body`.
 
     The shape is the shared one; the descriptions (of the schema, of `error.status`, ...)
     are each document's own, empty ones are left out.
@@ -143,7 +143,7 @@ def security_schemes(bearer_description: str) -> dict[str, Schema]:
 
 def probe_schemas(dependencies: Iterable[str]) -> dict[str, Schema]:
     """`Health` and `Readiness`: the bodies of `/healthz` and `/readyz`
-    (embedpipe/readiness.py), with the names of the checked dependencies."""
+    (embedpipe/http/probes.py), with the names of the checked dependencies."""
     names = ", ".join(f'"{name}"' for name in dependencies)
     return {
         "Health": obj({"status": string(enum=["ok"])}, required=["status"]),

@@ -29,6 +29,7 @@ protos: setup
 	scripts/gen_protos.sh
 
 check: setup
+	$(VENV)/bin/lint-imports
 	scripts/check_protos.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import processes
 from bench.stats import percentile
+from tests.support import processes
 
 GENERATE_PATH = "/api/v1/embeddings/generate"
 TENANT = "bench"

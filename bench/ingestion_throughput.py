@@ -1,7 +1,7 @@
 """Ingestion end to end against the raw local model, and search latency.
 
 Everything runs on loopback in one run, as child processes: a private redis-server, a private
-PostgreSQL with pgvector (pgserver, in a temporary directory), the embedding server
+PostgreSQL with pgvector (in a temporary directory), the embedding server
 (`python -m embedding serve`), ONE embedding worker, the gateway, the ingestion API and ONE
 ingestion worker, with API keys on (a tenant key and the ingestion service's key) and the
 rate limit off.
@@ -47,8 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import processes
 from bench.stats import percentile
+from embedpipe.postgres_server import PostgresServer
+from tests.support import processes
+from tests.support.synthetic_text import SEED, make_documents, make_queries, make_sentence
 
 TENANT = "bench"
 TENANT_KEY = "bench-tenant-key-not-secret"
@@ -56,7 +58,6 @@ SERVICE_KEY = "bench-service-key-not-secret"
 COLLECTION = "bench-docs"
 WARMUP_COLLECTION = "bench-warmup"
 RATIO_TARGET = 0.85
-SEED = 20240611
 UPLOAD_CONCURRENCY = 8
 #: The run is declared broken when no task finishes for this long.
 STALL_TIMEOUT_S = 180.0
@@ -66,87 +67,7 @@ WARMUP_QUERIES = 10
 DISTURBED_CPUS = 0.15
 
 
-def _words(text: str) -> list[str]:
-    return text.split()
-
-
-_COMMON = _words(
-    "the a of and to in is for on with as by at from that this it be are was were has have "
-    "which their its more most some many each every other new first last long short high low "
-    "after before during between under over across within without through against toward "
-    "often rarely always usually nearly quickly slowly carefully clearly simply mostly also "
-    "builds measures describes improves reduces supports explains collects shares follows "
-    "shows changes needs keeps gives makes takes finds brings moves turns leads grows holds"
-)
-_TOPICS = {
-    "rivers": "river water flood bank delta current stream valley rain basin bridge fish boat",
-    "markets": "market price trade demand supply buyer seller cost profit shop goods value bank",
-    "energy": "energy power solar wind grid battery fuel heat plant turbine coal oil electric",
-    "health": "doctor hospital patient nurse health disease medicine care treatment clinic drug",
-    "schools": "school student teacher class lesson exam book library reading course college",
-    "cities": "city street road train station traffic building park house council district",
-    "farms": "farm farmer crop field harvest soil seed cattle grain orchard barn tractor",
-    "music": "music song band concert guitar piano rhythm melody singer album stage sound",
-    "weather": "weather storm cloud snow winter summer temperature forecast wind frost sky",
-    "software": "software code program server network data model system user bug release test",
-    "forests": "forest tree wood leaf branch root bird animal trail mountain moss deer pine",
-    "oceans": "ocean sea wave coast island ship harbour tide beach whale salt reef sailor",
-}
-_TOPIC_WORDS = {name: words.split() for name, words in _TOPICS.items()}
-_ADJECTIVES = _words(
-    "green quiet early large small modern ancient public private local global careful "
-    "bright dark warm cold fast slow heavy light rich poor young old strong weak open busy"
-)
-
-
 # --- documents ---------------------------------------------------------------------------
-
-
-def _sentence(rng: random.Random, topic: Sequence[str], length: int) -> str:
-    words = []
-    for _ in range(length):
-        roll = rng.random()
-        if roll < 0.35:
-            words.append(rng.choice(topic))
-        elif roll < 0.5:
-            words.append(rng.choice(_ADJECTIVES))
-        else:
-            words.append(rng.choice(_COMMON))
-    text = " ".join(words)
-    return text[0].upper() + text[1:] + rng.choice(".........?!")
-
-
-def make_document(rng: random.Random, words: int) -> str:
-    """About `words` words on one topic: paragraphs of 3-7 sentences of 6-24 words."""
-    topic = _TOPIC_WORDS[rng.choice(sorted(_TOPIC_WORDS))]
-    target = max(1, words + rng.randint(-words // 10, words // 10))
-    paragraphs: list[str] = []
-    written = 0
-    while written < target:
-        sentences = []
-        for _ in range(rng.randint(3, 7)):
-            length = min(rng.randint(6, 24), max(1, target - written))
-            sentences.append(_sentence(rng, topic, length))
-            written += length
-            if written >= target:
-                break
-        paragraphs.append(" ".join(sentences))
-    return "\n\n".join(paragraphs) + "\n"
-
-
-def make_documents(count: int, words: int, *, seed: int = SEED) -> list[str]:
-    """`count` documents, the same for the same seed."""
-    rng = random.Random(seed)
-    return [make_document(rng, words) for _ in range(count)]
-
-
-def make_queries(count: int, *, seed: int = SEED + 7) -> list[str]:
-    rng = random.Random(seed)
-    queries = []
-    for _ in range(count):
-        topic = _TOPIC_WORDS[rng.choice(sorted(_TOPIC_WORDS))]
-        queries.append(_sentence(rng, topic, rng.randint(4, 12)))
-    return queries
 
 
 def document_id(index: int) -> str:
@@ -183,26 +104,19 @@ class Stack:
         return found
 
 
-def start_postgres(workdir: Path) -> Any:
-    """A private PostgreSQL with pgvector under `workdir`; the pgserver handle."""
-    runtime = workdir / "xdg"
-    runtime.mkdir(mode=0o700)
-    # platformdirs (pgserver) warns without it; read when pgserver is first imported.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
-    from pgserver.postgres_server import get_server
-
-    return get_server(workdir / "pg", cleanup_mode="stop")
-
-
 def start_stack(
-    workdir: Path, children: processes.Children, redis_url: str, redis_pid: int, pg: Any
+    workdir: Path,
+    children: processes.Children,
+    redis_url: str,
+    redis_pid: int,
+    pg: PostgresServer,
 ) -> Stack:
     from embedpipe.auth import hash_key
     from embedpipe.redis_server import free_port
 
-    database_url: str = pg.get_uri()
-    postgres_pid = pg.get_pid()
-    assert isinstance(postgres_pid, int)
+    database_url = pg.url
+    postgres_pid = pg.pid
+    assert postgres_pid is not None
     prefixes = ("EMBEDDING_", "REDIS_", "GATEWAY_", "EMBEDPIPE_", "INGESTION_", "DATABASE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     grpc_port, gateway_port, ingestion_port = free_port(), free_port(), free_port()
@@ -488,7 +402,8 @@ async def run_raw(
     from embedding.batching import Item, pack_batches
     from embedding.core import embed_texts
     from embedding.providers.local import LocalOnnxProvider
-    from embedding.settings import DEFAULT_MODEL, ModelSpec, WorkerSettings
+    from embedding.settings import ModelSpec, WorkerSettings
+    from embedpipe.bundled_model import DEFAULT_MODEL
 
     provider = LocalOnnxProvider(ModelSpec(name=DEFAULT_MODEL, provider="local"))
     await provider.load()
@@ -579,10 +494,9 @@ async def top_up(database_url: str, wanted: int) -> tuple[int, int, float]:
                     (TENANT, COLLECTION, doc, f"{doc}.txt", "text/plain", "{}", "completed",
                      count, f"task-{doc}")
                 )  # fmt: skip
-            topic = _TOPIC_WORDS[rng.choice(sorted(_TOPIC_WORDS))]
             chunk_rows.append(
                 (TENANT, COLLECTION, doc, f"task-{doc}", f"{doc}:{position}", position,
-                 _sentence(rng, topic, 40), json.dumps({"position": position}), vectors[k],
+                 make_sentence(rng, 40), json.dumps({"position": position}), vectors[k],
                  DIMENSIONS, True)
             )  # fmt: skip
         start = time.perf_counter()
@@ -783,25 +697,22 @@ def _stack(workdir: Path) -> Iterator[Stack]:
 
     children = processes.Children(workdir, tail_lines=30)
     server = RedisServer(workdir / "redis", appendonly=False)
-    pg: Any = None
+    pg = PostgresServer(workdir / "pg")
     try:
         server.start()
         assert server.process is not None
-        pg = start_postgres(workdir)
+        pg.start()
         yield start_stack(workdir, children, server.url, server.process.pid, pg)
     finally:
         children.stop_all()
         server.stop()
-        if pg is not None:
-            pg.cleanup()
+        pg.stop()
 
 
 def bench(args: argparse.Namespace) -> int:
     documents = make_documents(args.documents, args.words)
     warmup_doc = make_documents(1, args.words, seed=SEED + 1)[0]
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    # pgserver's own exit handler takes its lock file (under workdir) once more: registered
-    # before pgserver is imported, this runs after it.
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     try:
         with _stack(workdir) as stack:

@@ -37,13 +37,14 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import processes
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.local import LocalOnnxProvider
-from embedding.settings import DEFAULT_MODEL, EmbeddingSettings, ModelSpec
+from embedding.settings import EmbeddingSettings, ModelSpec
+from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_server import RedisServer
+from tests.support import processes
 
 CALLBACK_QUEUE = "bench:callbacks:embedding"
 RATIO_TARGET = 0.90

@@ -1,13 +1,12 @@
-"""Real services for the tests: a private redis-server, gRPC servers on port 0."""
+"""Fixtures: real services for the tests (a private redis-server and PostgreSQL, gRPC and
+HTTP servers on free ports) and the figures a run reports at its end."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -19,7 +18,6 @@ from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
 from embedding.server import EmbeddingServer, create_server
 from embedding.settings import (
-    DEFAULT_MODEL,
     EmbeddingSettings,
     Limits,
     ModelSpec,
@@ -27,17 +25,26 @@ from embedding.settings import (
 )
 from embedding.worker import EmbeddingWorker
 from embedpipe.auth import KeyStore, hash_key
+from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
+from embedpipe.postgres_server import PostgresServer
 from embedpipe.redis_server import RedisServer
-from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from ingestion.api import create_app as create_ingestion_app
 from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker as run_ingestion_worker
-from tests.helpers import running_worker, serving_app, serving_embedding, wait_serving
+from tests.support.services import (
+    WorkerFactory,
+    ingestion_settings_for,
+    running_worker,
+    serving_embedding,
+    serving_gateway,
+    serving_ingestion,
+    wait_serving,
+)
+from tests.support.tenants import TENANT_KEYS
 
 # Shared assertion helpers get the same detailed failure messages as tests.
-pytest.register_assert_rewrite("tests.fault.soak_checks")
+pytest.register_assert_rewrite("tests.support.soak_checks")
 
 _FIGURES = pytest.StashKey[list[str]]()
 
@@ -114,9 +121,6 @@ def stub(channel: grpc.aio.Channel) -> pb_grpc.EmbeddingServiceAsyncStub:
     return pb_grpc.EmbeddingServiceStub(channel)
 
 
-WorkerFactory = Callable[[], contextlib.AbstractAsyncContextManager[EmbeddingWorker]]
-
-
 @pytest.fixture
 def worker_factory(
     settings: EmbeddingSettings, local_provider: LocalOnnxProvider, redis: aioredis.Redis
@@ -136,18 +140,6 @@ async def worker(worker_factory: WorkerFactory) -> AsyncIterator[EmbeddingWorker
         yield running
 
 
-#: API keys of the two tenants the gateway tests use (the servers store only hashes).
-TENANT_KEYS = {
-    "tenant-a": "key-of-tenant-a",
-    "tenant-b": "key-of-tenant-b",
-    "*": "key-of-a-service",  # a service key: may act for any tenant
-}
-
-
-def bearer(tenant: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TENANT_KEYS[tenant]}"}
-
-
 @pytest.fixture
 def auth_settings(settings: EmbeddingSettings) -> EmbeddingSettings:
     """Settings with API keys on (and a rate limit loose enough not to get in the way)."""
@@ -161,13 +153,6 @@ async def auth_server(
 ) -> AsyncIterator[EmbeddingServer]:
     async with serving_embedding(auth_settings, local_provider) as (built, _channel):
         yield built
-
-
-@contextlib.asynccontextmanager
-async def serving_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
-    """The gateway app on a free port; yields its base URL."""
-    async with serving_app(create_app(settings)) as url:
-        yield url
 
 
 @pytest.fixture
@@ -194,14 +179,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private PostgreSQL with pgvector (the `pgserver` package); yields its URL."""
-    # platformdirs (used by pgserver) warns without XDG_RUNTIME_DIR, and warnings are errors.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
-    from pgserver.postgres_server import get_server
-
-    server = get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
+    """A private PostgreSQL with pgvector; yields its URL."""
+    with PostgresServer(tmp_path_factory.mktemp("pg") / "data") as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -215,32 +195,6 @@ async def database_url(postgres: str) -> str:
     return postgres
 
 
-def ingestion_settings_for(
-    database_url: str,
-    settings: EmbeddingSettings,
-    server: EmbeddingServer,
-    gateway: str,
-    **overrides: Any,
-) -> IngestionSettings:
-    """Ingestion settings on the test's services, with the test tenants' keys."""
-    keys = KeyStore({hash_key(key): tenant for tenant, key in TENANT_KEYS.items()})
-    chosen: dict[str, Any] = {
-        "consumer_name": "ingestion-test",
-        "request_chunks": 8,  # the test embedding server takes at most 10 chunks a request
-        "claim_idle_ms": 2000,
-        **overrides,
-    }
-    return IngestionSettings(
-        database_url=database_url,
-        redis_url=settings.redis_url,
-        embedding_service_url=gateway,
-        embedding_grpc_target=f"127.0.0.1:{server.port}",
-        service_key=TENANT_KEYS["*"],
-        keys=keys,
-        **chosen,
-    )
-
-
 @pytest.fixture
 def ingestion_settings(
     database_url: str,
@@ -249,13 +203,6 @@ def ingestion_settings(
     gateway: str,
 ) -> IngestionSettings:
     return ingestion_settings_for(database_url, settings, auth_server, gateway)
-
-
-@contextlib.asynccontextmanager
-async def serving_ingestion(settings: IngestionSettings) -> AsyncIterator[str]:
-    """The ingestion API on a free port; yields its base URL."""
-    async with serving_app(create_ingestion_app(settings)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.conftest import bearer
-from tests.test_gateway import GENERATE, seed_payload
-from tests.test_ingestion_api import COLLECTIONS, create_collection
+from tests.support.gateway_calls import GENERATE, seed_payload
+from tests.support.ingestion_calls import COLLECTIONS, create_collection
+from tests.support.tenants import bearer
 
 JSON = {"Content-Type": "application/json"}
 

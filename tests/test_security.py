@@ -37,8 +37,9 @@ from gateway.settings import GatewaySettings
 from ingestion.api import create_app as create_ingestion_app
 from ingestion.openapi import document as ingestion_document
 from ingestion.settings import IngestionSettings
-from tests.conftest import TENANT_KEYS, bearer, serving_gateway
-from tests.helpers import seed_request
+from tests.support.jobs import seed_request
+from tests.support.services import serving_gateway
+from tests.support.tenants import TENANT_KEYS, bearer
 
 A, B, SERVICE = "tenant-a", "tenant-b", "*"
 

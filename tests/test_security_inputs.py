@@ -23,11 +23,11 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from ingestion.keys import IngestionKeys
 from ingestion.settings import IngestionSettings
-from tests.conftest import TENANT_KEYS, bearer, serving_ingestion
-from tests.fixtures_docs import build_docx
-from tests.helpers import serving_app
-from tests.test_gateway import GENERATE, fields_named, seed_payload
-from tests.test_ingestion_api import COLLECTIONS, create_collection
+from tests.support.documents import build_docx
+from tests.support.gateway_calls import GENERATE, fields_named, seed_payload
+from tests.support.ingestion_calls import COLLECTIONS, create_collection
+from tests.support.services import serving_app, serving_ingestion
+from tests.support.tenants import TENANT_KEYS, bearer
 
 A = "tenant-a"
 AS_A = (("authorization", f"Bearer {TENANT_KEYS[A]}"),)

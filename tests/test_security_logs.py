@@ -30,10 +30,12 @@ from gateway.app import create_app as create_gateway_app
 from gateway.settings import GatewaySettings
 from ingestion.api import create_app as create_ingestion_app
 from ingestion.settings import IngestionSettings
-from tests.conftest import TENANT_KEYS, bearer, serving_gateway
-from tests.helpers import REPO, seed_request, serving_app, start_child
-from tests.test_gateway import GENERATE, seed_payload
-from tests.test_ingestion_api import COLLECTIONS, create_collection, wait_task
+from tests.support.gateway_calls import GENERATE, seed_payload
+from tests.support.ingestion_calls import COLLECTIONS, create_collection, wait_task
+from tests.support.jobs import seed_request
+from tests.support.processes import REPO
+from tests.support.services import serving_app, serving_gateway, start_child
+from tests.support.tenants import TENANT_KEYS, bearer
 
 A = "tenant-a"
 #: Keys of no one, with characters a careless log line or header parser might trip on.

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from embedding.providers.local import LocalOnnxProvider, model_files
-from embedding.settings import DEFAULT_MODEL, EmbeddingSettings, ModelSpec
+from embedding.settings import EmbeddingSettings, ModelSpec
+from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.envconfig import ConfigError
-from tests.helpers import REPO, SENTENCES
+from tests.support.jobs import SENTENCES
+from tests.support.processes import REPO
 
 
 def test_defaults_serve_the_bundled_local_model() -> None:

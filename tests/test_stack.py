@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
-from bench.stack_process import RunningStack, clean_env, running_stack, start_stack
-from tests.helpers import REPO
+from tests.support.processes import REPO
+from tests.support.stack import RunningStack, clean_env, running_stack, start_stack
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """PostgreSQL unavailable for a while: callbacks are not acked until stored; nothing is
 lost when it returns.
 
-The test owns its PostgreSQL (pgserver's build, its own data directory and TCP port) so
-it can stop it (`pg_ctl stop -m fast`, which ends every open session) and start it again
-on the same port and data while the services keep running: the ingestion API, two
+The test owns its PostgreSQL (its own data directory and TCP port) so it can stop it
+(`pg_ctl stop -m fast`, which ends every open session) and start it again on the same
+port and data while the services keep running: the ingestion API, two
 ingestion workers (job and callback consumers, as two replicas would run), the gateway
 and an embedding worker, all against the session's redis-server. The stop comes while
 callbacks are arriving, with one callback's transaction in flight (held on a lock until
@@ -15,11 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
-import stat
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -33,14 +28,14 @@ import redis.asyncio as aioredis
 from embedding.server import EmbeddingServer
 from embedding.settings import EmbeddingSettings
 from embedding.worker import EmbeddingWorker
-from embedpipe.redis_server import free_port
+from embedpipe.postgres_server import PostgresServer
 from ingestion.keys import IngestionKeys
 from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker
-from tests.conftest import bearer, ingestion_settings_for, serving_ingestion
-from tests.helpers import SENTENCES
-from tests.test_ingestion_api import COLLECTIONS, wait_task
-from tests.test_ingestion_e2e import upload_text
+from tests.support.ingestion_calls import COLLECTIONS, upload_text, wait_task
+from tests.support.jobs import SENTENCES
+from tests.support.services import ingestion_settings_for, serving_ingestion
+from tests.support.tenants import bearer
 
 #: Documents uploaded before the outage (their callbacks arrive during it) and just
 #: before it (their jobs are still waiting when the database goes away).
@@ -54,99 +49,15 @@ MAX_DELIVERIES = 2
 CLAIM_IDLE_MS = 2000
 
 
-class OwnPostgres:
-    """A PostgreSQL with pgvector (pgserver's build) that this test alone uses, served on
-    a TCP port of its own, that it may stop and start again.
-
-    The binaries run through `runuser` rather than `subprocess(user=...)` when we are
-    root: that would fork() this process, which runs gRPC threads, and the child can
-    crash before it execs. Without `user=` Python uses vfork, which is safe.
-    """
-
-    def __init__(self) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        # Not under pytest's basetemp: as root the server runs as pgserver's own user, who
-        # must traverse the parents, and every pytest start makes /tmp/pytest-of-root 0700.
-        root = self.root = Path(tempfile.mkdtemp(prefix="embedpipe-pg-"))
-        root.chmod(0o755)
-        self.bin = POSTGRES_BIN_PATH
-        self.pgdata = root / "pgdata"
-        self.pgdata.mkdir()
-        self.output = root / "pg_ctl.out"
-        self.port = free_port()
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:
-            # PostgreSQL refuses to run as root; like pgserver, use its unprivileged user.
-            from pgserver.utils import (
-                ensure_folder_permissions,
-                ensure_prefix_permissions,
-                ensure_user_exists,
-            )
-
-            entry = ensure_user_exists("pgserver")
-            assert entry is not None
-            readable = stat.S_IRGRP | stat.S_IROTH
-            ensure_prefix_permissions(self.pgdata)
-            ensure_prefix_permissions(self.bin)
-            ensure_folder_permissions(self.bin, readable | stat.S_IXGRP | stat.S_IXOTH)
-            ensure_folder_permissions(self.bin.parent / "lib", readable)
-            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-            self.as_user = ["runuser", "-u", entry.pw_name, "--"]
-        self._run_sync(
-            "initdb", "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"
-        )
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _command(self, program: str, *args: str) -> list[str]:
-        return [*self.as_user, str(self.bin / program), *args]
-
-    def _run_sync(self, program: str, *args: str) -> None:
-        with self.output.open("ab") as out:
-            subprocess.run(
-                self._command(program, *args),
-                check=True, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60,
-            )  # fmt: skip
-
-    async def _pg_ctl(self, *args: str) -> None:
-        """pg_ctl, waiting (up to 30 s) for the server to be up or down."""
-        with self.output.open("ab") as out:
-            process = await asyncio.create_subprocess_exec(
-                *self._command("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "30", *args),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            )  # fmt: skip
-            returncode = await process.wait()
-        assert returncode == 0, self.output.read_text()
-
-    async def start(self) -> None:
-        """Start on the same port and data directory; TCP only, no Unix socket."""
-        options = f"-h 127.0.0.1 -p {self.port} -k ''"
-        await self._pg_ctl("-o", options, "-l", str(self.pgdata / "log"), "start")
-
-    async def stop(self) -> None:
-        """Fast shutdown: open sessions are ended, in-flight statements fail."""
-        await self._pg_ctl("-m", "fast", "stop")
-
-    def remove(self) -> None:
-        """Stop the server if it runs, and delete its files."""
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._run_sync("pg_ctl", "-D", str(self.pgdata), "-w", "-m", "fast", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture
-async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OwnPostgres]:
-    # platformdirs (imported by pgserver) warns without XDG_RUNTIME_DIR; warnings are errors.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
-    postgres = await asyncio.to_thread(OwnPostgres)
+async def own_postgres(tmp_path: Path) -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL of this test's alone, which it may stop and start again."""
+    postgres = PostgresServer(tmp_path / "pg")
+    await asyncio.to_thread(postgres.start)
     try:
-        await postgres.start()
         yield postgres
     finally:
-        await asyncio.to_thread(postgres.remove)
+        await asyncio.to_thread(postgres.stop)
 
 
 @contextlib.asynccontextmanager
@@ -213,7 +124,7 @@ CALLBACK_WAITING = (
 
 
 async def test_callbacks_wait_out_a_postgres_outage_and_nothing_is_lost(
-    own_postgres: OwnPostgres,
+    own_postgres: PostgresServer,
     settings: EmbeddingSettings,
     auth_server: EmbeddingServer,
     gateway: str,
@@ -252,7 +163,7 @@ async def test_callbacks_wait_out_a_postgres_outage_and_nothing_is_lost(
             # Stop while a callback's transaction is in flight: a lock holds it until then.
             await blocker.execute("BEGIN; LOCK TABLE tasks IN EXCLUSIVE MODE")
             await wait_for(observer, CALLBACK_WAITING)
-            await own_postgres.stop()
+            await asyncio.to_thread(own_postgres.stop)
         finally:
             observer.terminate()
             blocker.terminate()  # also releases the lock if the test failed before the stop
@@ -262,7 +173,7 @@ async def test_callbacks_wait_out_a_postgres_outage_and_nothing_is_lost(
             await asyncio.sleep(0.25)
             samples.append(await held.counts())
             assert not any(w.done() for w in workers), "an ingestion worker stopped"
-        await own_postgres.start()
+        await asyncio.to_thread(own_postgres.start)
         outage_s = time.monotonic() - down_at
 
         # While the database was down nothing left the queue except into a processing

@@ -1,6 +1,6 @@
 """The OpenAI-compatible upstream misbehaves: it hangs, trickles, rate-limits and fails.
 
-The upstream is the stand-in of tests/openai_standin.py (a real HTTP server); the provider,
+The upstream is the stand-in of tests/support/openai_standin.py (a real HTTP server); the provider,
 its client, the retry policy, the worker, Redis and the callbacks are the production ones.
 What tests/test_openai_provider.py already covers (one 429 waited out, 500s until the
 retries run out, 400s) is not repeated here.
@@ -25,15 +25,18 @@ from embedding.providers.openai_api import OpenAIProvider
 from embedding.providers.registry import ProviderRegistry
 from embedding.retry import RetryPolicy, call_with_retries
 from embedding.settings import EmbeddingSettings, ModelSpec
-from tests.helpers import CALLBACK_QUEUE, SENTENCES, pop_callbacks, running_worker, seed_request
-from tests.openai_standin import STALLED, OpenAIStandin, running_standin
-from tests.test_openai_provider import (
+from tests.support.jobs import CALLBACK_QUEUE, SENTENCES, pop_callbacks, seed_request
+from tests.support.openai_standin import (
     DIMENSIONS,
     MODEL,
+    STALLED,
+    OpenAIStandin,
     callback_vectors,
     expected_vectors,
     loaded_provider,
+    running_standin,
 )
+from tests.support.services import running_worker
 
 #: The upstream request timeout of these tests (the model's `timeout_s`; 60 s by default).
 TIMEOUT_S = 0.5

@@ -22,10 +22,23 @@ from embedding.settings import EmbeddingSettings
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import find_redis_server, free_port
 from gateway.settings import GatewaySettings
-from tests.conftest import bearer, ingestion_settings_for, serving_gateway, serving_ingestion
-from tests.helpers import pop_callbacks, running_worker, seed_request, serving_embedding
-from tests.test_ingestion_api import COLLECTIONS, wait_task
-from tests.test_ingestion_e2e import background, ingestion_worker_run, search_top, upload_text
+from tests.support.ingestion_calls import (
+    COLLECTIONS,
+    background,
+    ingestion_worker_run,
+    search_top,
+    upload_text,
+    wait_task,
+)
+from tests.support.jobs import pop_callbacks, seed_request
+from tests.support.services import (
+    ingestion_settings_for,
+    running_worker,
+    serving_embedding,
+    serving_gateway,
+    serving_ingestion,
+)
+from tests.support.tenants import bearer
 
 TAG = "{ep}"
 QUEUE = f"ingestion:callbacks:{TAG}"

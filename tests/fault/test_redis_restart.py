@@ -15,10 +15,12 @@ import redis.asyncio as aioredis
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
 from embedding.server import create_server
-from embedding.settings import DEFAULT_MODEL, EmbeddingSettings
+from embedding.settings import EmbeddingSettings
+from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import RedisServer
-from tests.helpers import CALLBACK_QUEUE, running_worker, seed_request, wait_serving
+from tests.support.jobs import CALLBACK_QUEUE, seed_request
+from tests.support.services import running_worker, wait_serving
 
 JOBS = 60
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import SoakConfig, soak
-from tests.fault.soak_checks import assert_each_job_had_one_effect
+from tests.support.soak import SoakConfig, soak
+from tests.support.soak_checks import assert_each_job_had_one_effect
 
 JOBS = 300
 

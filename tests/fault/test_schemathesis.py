@@ -40,8 +40,8 @@ from embedpipe.auth import X_API_KEY
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway.upstream import TIMEOUT_HEADER
-from tests.conftest import bearer
-from tests.helpers import serving_app
+from tests.support.services import serving_app
+from tests.support.tenants import bearer
 
 #: Examples per operation and generation mode (positive, negative).
 MAX_EXAMPLES = 50

@@ -1,0 +1,14 @@
+"""The test tenants and their API keys (the servers are configured with the hashes)."""
+
+from __future__ import annotations
+
+#: API keys of the two tenants the gateway tests use (the servers store only hashes).
+TENANT_KEYS = {
+    "tenant-a": "key-of-tenant-a",
+    "tenant-b": "key-of-tenant-b",
+    "*": "key-of-a-service",  # a service key: may act for any tenant
+}
+
+
+def bearer(tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TENANT_KEYS[tenant]}"}

@@ -28,9 +28,10 @@ from embedding.jobs import Job, JobQueue, parse_entry
 from embedding.keys import WORKER_GROUP, EmbeddingKeys
 from embedding.providers.base import Vectors
 from embedding.providers.registry import ProviderRegistry
-from embedding.retry import RetryPolicy, call_with_retries
+from embedding.retry import call_with_retries
 from embedding.settings import EmbeddingSettings
 from embedpipe.redis_conn import RETRYABLE_ERRORS
+from embedpipe.retry import RetryPolicy
 from embedpipe.streams import StreamConsumer, StreamEntry
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class EmbeddingWorker:
             read_count=w.read_count,
             block_ms=w.block_ms,
         )
-        self.retry = RetryPolicy(w.provider_max_retries, w.retry_base_s, w.retry_max_s)
+        self.retry = RetryPolicy(w.provider_max_retries + 1, w.retry_base_s, w.retry_max_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in hand is finished first."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from importlib import resources
@@ -11,6 +10,8 @@ import asyncpg
 from asyncpg.exceptions import _base as asyncpg_client
 from pgvector.asyncpg import register_vector
 
+from embedpipe.retry import RetryPolicy, retrying
+
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = resources.files("ingestion") / "migrations"
@@ -18,8 +19,8 @@ _MIGRATIONS = resources.files("ingestion") / "migrations"
 _MIGRATION_LOCK = 4_242_001
 
 Pool = asyncpg.Pool
-START_RETRY_MIN_S = 0.5
-START_RETRY_MAX_S = 5.0
+#: Until the database is up: a wait that grows from 0.5 s to 5 s.
+START_RETRY = RetryPolicy(max_attempts=None, base_s=0.5, max_s=5.0)
 
 #: Errors meaning "the database is not reachable right now": retry later, lose nothing.
 #: A server going down refuses new sessions with 57P03 and ends open ones with 57P01/57P02
@@ -88,20 +89,14 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
 async def connect(database_url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
     """A pool on a migrated database (the vector extension exists before codecs register).
 
-    A database that is not up yet is waited for (capped backoff, a warning per attempt;
-    cancel to give up); one that refuses us (bad password, no such database) is an error.
+    A database that is not up yet is waited for (START_RETRY, a warning per attempt; cancel
+    to give up); one that refuses us (bad password, no such database) is an error.
     """
-    delay_s = START_RETRY_MIN_S
-    while True:
-        try:
+    connection: asyncpg.Connection | None = None
+    async for attempt in retrying(START_RETRY, retry_if=database_unavailable, what="database"):
+        with attempt:
             connection = await asyncpg.connect(database_url)
-            break
-        except Exception as exc:
-            if not database_unavailable(exc):
-                raise
-            log.warning("database unavailable, retrying in %.1fs error=%r", delay_s, exc)
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, START_RETRY_MAX_S)
+    assert connection is not None
     try:
         await apply_migrations(connection)
     finally:

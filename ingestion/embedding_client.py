@@ -1,25 +1,34 @@
-"""The seed's `EmbeddingClient.generate_embeddings`: chunks → the Embedding Service over HTTP.
+"""`EmbeddingClient.generate_embeddings`: chunks → the Embedding Service over HTTP.
 
-`POST {EMBEDDING_SERVICE_URL}/api/v1/embeddings/generate` with the seed payload; 202 means
-accepted. Connection errors, 429 and 503 are retried with backoff (honouring Retry-After);
-anything else is final. The vectors come back later on `callback_queue`.
+`POST {EMBEDDING_SERVICE_URL}/api/v1/embeddings/generate` with the embedding request; 202
+means accepted. Connection errors, 429, 502, 503 and 504 are retried on the one retry policy
+(embedpipe/retry.py: backoff, honouring Retry-After); anything else is final. The vectors
+come back later on `callback_queue`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
+from embedpipe.retry import RetryPolicy, retry_after_s, retrying
 from ingestion.errors import IngestionError, IngestionErrorCode
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+DEFAULT_RETRY = RetryPolicy(max_attempts=8, base_s=0.25, max_s=10.0)
+
+
+class _RetryableError(Exception):
+    """A failed attempt worth another: the reason, and the wait the server asked for."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
 
 
 class EmbeddingClient:
@@ -31,17 +40,13 @@ class EmbeddingClient:
         base_url: str,
         service_key: str,
         *,
-        max_attempts: int = 8,
-        backoff_base_s: float = 0.25,
-        backoff_max_s: float = 10.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
         timeout_s: float = 30.0,
     ) -> None:
         self.session = session
         self.url = base_url.rstrip("/") + "/api/v1/embeddings/generate"
         self.headers = {"Authorization": f"Bearer {service_key}"} if service_key else {}
-        self.max_attempts = max_attempts
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        self.retry = retry
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def generate_embeddings(
@@ -65,40 +70,36 @@ class EmbeddingClient:
             "task_id": task_id,
             "callback_queue": callback_queue,
         }
-        for attempt in range(1, self.max_attempts + 1):
-            wait_s: float | None = None
-            try:
-                async with self.session.post(
-                    self.url, json=payload, headers=self.headers, timeout=self.timeout
-                ) as response:
-                    if response.status == 202:
-                        body: dict[str, Any] = await response.json()
-                        return body
-                    text = await response.text()
-                    if response.status not in RETRY_STATUSES:
-                        raise IngestionError(
-                            IngestionErrorCode.EMBEDDING_FAILED,
-                            f"embedding service refused the request ({response.status}): "
-                            f"{text[:500]}",
-                        )
-                    retry_after = response.headers.get("Retry-After", "")
-                    wait_s = float(retry_after) if retry_after.isdigit() else None
-                    reason = f"status {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            if attempt == self.max_attempts:
-                break
-            delay = wait_s if wait_s is not None else self._backoff(attempt)
-            log.warning(
-                "embedding request retry task_id=%s attempt=%d reason=%s delay_s=%.2f",
-                task_id, attempt, reason, delay,
-            )  # fmt: skip
-            await asyncio.sleep(delay)
-        raise IngestionError(
-            IngestionErrorCode.UNAVAILABLE,
-            f"embedding service unavailable after {self.max_attempts} attempts ({reason})",
-        )
+        what = f"embedding request task_id={task_id}"
+        try:
+            async for attempt in retrying(
+                self.retry, retry_if=lambda exc: isinstance(exc, _RetryableError), what=what
+            ):
+                with attempt:
+                    return await self._post(payload)
+        except _RetryableError as exc:
+            raise IngestionError(
+                IngestionErrorCode.UNAVAILABLE,
+                f"embedding service unavailable after {self.retry.max_attempts} attempts ({exc})",
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
-    def _backoff(self, attempt: int) -> float:
-        base: float = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return base * random.uniform(0.5, 1.0)
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with self.session.post(
+                self.url, json=payload, headers=self.headers, timeout=self.timeout
+            ) as response:
+                if response.status == 202:
+                    body: dict[str, Any] = await response.json()
+                    return body
+                text = await response.text()
+                if response.status in RETRY_STATUSES:
+                    raise _RetryableError(
+                        f"status {response.status}", retry_after_s(response.headers)
+                    )
+                raise IngestionError(
+                    IngestionErrorCode.EMBEDDING_FAILED,
+                    f"embedding service refused the request ({response.status}): {text[:500]}",
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc

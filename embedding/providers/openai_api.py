@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
-import email.utils
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +25,7 @@ from openai import AsyncOpenAI
 from embedding.errors import EmbeddingError, ErrorCode
 from embedding.providers.base import EmbedOutput, Vectors
 from embedding.settings import ModelSpec
+from embedpipe.retry import retry_after_s
 
 MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
@@ -55,33 +53,6 @@ def split_requests(token_counts: Sequence[int], max_inputs: int) -> list[range]:
     return ranges
 
 
-def _retry_after_s(headers: object) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
-    get = getattr(headers, "get", None)
-    if get is None:
-        return None
-    millis = get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None  # neither seconds nor an HTTP date: fall back to our own backoff
-    if parsed.tzinfo is None:  # "-0000" dates parse without a zone; they mean UTC
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return max(0.0, parsed.timestamp() - time.time())
-
-
 def _timed_out(model: str, timeout_s: float) -> EmbeddingError:
     return EmbeddingError(
         ErrorCode.PROVIDER_TIMEOUT,
@@ -97,7 +68,7 @@ def _as_error(exc: openai.OpenAIError, model: str, timeout_s: float) -> Embeddin
             ErrorCode.PROVIDER_UNAVAILABLE, f"model {model!r}: upstream unreachable: {exc}"
         )
     if isinstance(exc, openai.APIStatusError):
-        retry_after = _retry_after_s(exc.response.headers)
+        retry_after = retry_after_s(exc.response.headers)
         detail = f"model {model!r}: upstream answered {exc.status_code}: {exc.message}"
         if exc.status_code == 429 and exc.code == "insufficient_quota":
             # OpenAI's "out of credit" is a 429 too, but waiting does not fix it.

@@ -19,8 +19,9 @@ from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.openai_api import MAX_TOKENS_PER_REQUEST, OpenAIProvider, split_requests
 from embedding.providers.registry import ProviderRegistry
-from embedding.retry import RetryPolicy, call_with_retries
+from embedding.retry import call_with_retries
 from embedding.settings import EmbeddingSettings, ModelSpec
+from embedpipe.retry import RetryPolicy
 from tests.support.jobs import CALLBACK_QUEUE, SENTENCES, pop_callbacks, seed_request
 from tests.support.openai_standin import (
     API_KEY,
@@ -161,7 +162,7 @@ async def test_retries_wait_out_retry_after_then_succeed(
     started = time.monotonic()
     output = await call_with_retries(
         lambda: provider.embed(SENTENCES[:2]),
-        RetryPolicy(max_retries=3, base_s=0.01, max_s=30),
+        RetryPolicy(max_attempts=4, base_s=0.01, max_s=30),
         what="test",
     )
     waited = time.monotonic() - started

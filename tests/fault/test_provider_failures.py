@@ -23,8 +23,9 @@ from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.openai_api import OpenAIProvider
 from embedding.providers.registry import ProviderRegistry
-from embedding.retry import RetryPolicy, call_with_retries
+from embedding.retry import call_with_retries
 from embedding.settings import EmbeddingSettings, ModelSpec
+from embedpipe.retry import RetryPolicy
 from tests.support.jobs import CALLBACK_QUEUE, SENTENCES, pop_callbacks, seed_request
 from tests.support.openai_standin import (
     DIMENSIONS,
@@ -108,7 +109,7 @@ async def test_a_stalled_request_times_out_as_transient_and_the_retry_succeeds(
     started = time.monotonic()
     output = await call_with_retries(
         lambda: provider.embed(SENTENCES[:2]),
-        RetryPolicy(max_retries=2, base_s=0.01, max_s=1),
+        RetryPolicy(max_attempts=3, base_s=0.01, max_s=1),
         what="test",
     )
     took = time.monotonic() - started
@@ -207,7 +208,7 @@ async def test_a_retry_after_given_as_an_http_date_is_waited_out(
 
     output = await call_with_retries(
         lambda: provider.embed(SENTENCES[:2]),
-        RetryPolicy(max_retries=2, base_s=0.01, max_s=5),
+        RetryPolicy(max_attempts=3, base_s=0.01, max_s=5),
         what="test",
     )
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from embedpipe.retry import RetryPolicy
 from ingestion.embedding_client import EmbeddingClient
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.keys import IngestionKeys
@@ -108,6 +110,10 @@ async def flaky() -> AsyncIterator[tuple[FlakyGateway, str]]:
         yield gateway, url
 
 
+#: Retries without waiting long (a Retry-After is still honoured).
+QUICK = RetryPolicy(max_attempts=8, base_s=0.01, max_s=10)
+
+
 async def _send(client: EmbeddingClient) -> dict[str, object]:
     return await client.generate_embeddings(
         tenant_id="t", collection_id="c", document_id="d", task_id="k", model="m",
@@ -121,7 +127,7 @@ async def test_the_embedding_client_retries_503_and_429_honouring_retry_after(
 ) -> None:
     gateway, url = flaky
     gateway.statuses = [503, 429]
-    client = EmbeddingClient(http, url, "key", backoff_base_s=0.01)
+    client = EmbeddingClient(http, url, "key", retry=QUICK)
     started = time.monotonic()
     accepted = await _send(client)
     assert accepted["job_id"] == "j1"
@@ -135,7 +141,7 @@ async def test_the_embedding_client_does_not_retry_a_refusal(
     gateway, url = flaky
     gateway.statuses = [400]
     with pytest.raises(IngestionError) as caught:
-        await _send(EmbeddingClient(http, url, "key", backoff_base_s=0.01))
+        await _send(EmbeddingClient(http, url, "key", retry=QUICK))
     assert caught.value.code == IngestionErrorCode.EMBEDDING_FAILED
     assert gateway.seen == [400]
 
@@ -146,7 +152,7 @@ async def test_the_embedding_client_retries_a_refused_connection_then_gives_up(
     from embedpipe.redis_server import free_port
 
     client = EmbeddingClient(
-        http, f"http://127.0.0.1:{free_port()}", "key", max_attempts=3, backoff_base_s=0.01
+        http, f"http://127.0.0.1:{free_port()}", "key", retry=replace(QUICK, max_attempts=3)
     )
     with pytest.raises(IngestionError) as caught:
         await asyncio.wait_for(_send(client), 10)

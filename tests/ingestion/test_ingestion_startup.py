@@ -20,7 +20,7 @@ from embedpipe.redis_server import free_port
 from tests.support.processes import REPO
 from tests.support.services import start_child
 
-WAITING = "database unavailable, retrying"
+WAITING = "retrying what=database"
 
 
 def _worker_env(settings: EmbeddingSettings, port: int) -> dict[str, str]:

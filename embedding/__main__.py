@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +29,7 @@ from embedding.settings import EmbeddingSettings
 from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
 from embedpipe.redis_conn import connect
+from embedpipe.signals import stop_on_signals
 
 log = logging.getLogger("embedding")
 
@@ -42,10 +42,7 @@ async def run_worker(settings: EmbeddingSettings) -> None:
     registry = ProviderRegistry.from_settings(settings)
     await registry.load_all()
     redis = connect(settings.redis_url, longest_block_s=settings.worker.block_ms / 1000)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await EmbeddingWorker(settings, registry, redis).run(stop)
     finally:

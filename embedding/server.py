@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import signal
 from dataclasses import dataclass, field
 
 import grpc
@@ -33,6 +32,7 @@ from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.redis_conn import connect
+from embedpipe.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +257,6 @@ async def serve(settings: EmbeddingSettings) -> None:
     """Run a server until SIGTERM or SIGINT."""
     server, _port = await create_server(settings)
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_on_signals().wait()
     log.info("stopping embedding server grace_s=%.1f", settings.grace_s)
     await server.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 import asyncpg
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
+from embedpipe.signals import stop_on_signals
 from ingestion.api import create_app
 from ingestion.db import DATABASE_REFUSED
 from ingestion.settings import IngestionSettings
@@ -26,11 +26,7 @@ _CANNOT_USE_DATABASE: tuple[type[Exception], ...] = (*DATABASE_REFUSED, asyncpg.
 
 
 async def _worker(settings: IngestionSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await run_worker(settings, stop)
+    await run_worker(settings, stop_on_signals())
 
 
 def main(argv: list[str] | None = None) -> int:

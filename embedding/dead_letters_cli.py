@@ -10,17 +10,18 @@ import redis.asyncio as aioredis
 
 from embedding.dead_letters import DeadLetter, DeadLetters, Outcome
 from embedding.keys import EmbeddingKeys
-from embedpipe.text_table import table_lines
+from embedpipe.tables import print_table
 
 #: Exit codes of the commands (argparse and bad settings exit with 2).
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-def render_table(letters: list[DeadLetter], stream: str) -> str:
+def print_listing(letters: list[DeadLetter], stream: str) -> None:
     """The listing for people: one line per entry and a summary line."""
     if not letters:
-        return f"no dead-lettered jobs in {stream}"
+        print(f"no dead-lettered jobs in {stream}")
+        return
     header = [
         "ENTRY ID",
         "DEAD-LETTERED AT (UTC)",
@@ -46,7 +47,8 @@ def render_table(letters: list[DeadLetter], stream: str) -> str:
     summary = f"{len(letters)} dead-lettered in {stream}"
     if stuck:
         summary += f"; {stuck} cannot be re-driven (INVALID_JOB: never a readable job)"
-    return "\n".join([*table_lines(rows, header), summary])
+    print_table(rows, header, sys.stdout)
+    print(summary)
 
 
 async def list_command(redis: aioredis.Redis, keys: EmbeddingKeys, *, as_json: bool) -> int:
@@ -55,7 +57,7 @@ async def list_command(redis: aioredis.Redis, keys: EmbeddingKeys, *, as_json: b
     if as_json:
         print(json.dumps([letter.as_json() for letter in letters], indent=2))
     else:
-        print(render_table(letters, keys.dead_letter))
+        print_listing(letters, keys.dead_letter)
     return EXIT_OK
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import pty
 import re
 import socket
 import sys
@@ -19,11 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from embedpipe import cli, cli_ingest, cli_progress
-from embedpipe.cli_api import default_api_key
-from embedpipe.cli_files import SourceFile, discover, document_id_for
-from embedpipe.cli_progress import BarView
-from embedpipe.cli_tasks import Tracker
+from embedpipe.cli import commands, ingest
+from embedpipe.cli.api import default_api_key
+from embedpipe.cli.files import SourceFile, discover, document_id_for
+from embedpipe.cli.progress import BarView
+from embedpipe.cli.tasks import Tracker
 from tests.support.ingestion_calls import HANDBOOK
 from tests.support.processes import REPO
 from tests.support.tenants import TENANT_KEYS
@@ -74,7 +76,7 @@ def docs(tmp_path: Path) -> Path:
 
 
 async def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
-    code = await asyncio.to_thread(cli.main, list(args))
+    code = await asyncio.to_thread(commands.main, list(args))
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err)
 
@@ -205,7 +207,7 @@ async def test_ingest_falls_back_to_polling_when_the_socket_drops(
     async def drop(socket: aiohttp.ClientWebSocketResponse, tracker: Tracker) -> None:
         await socket.close()
 
-    monkeypatch.setattr(cli_ingest, "_listen", drop)
+    monkeypatch.setattr(ingest, "_listen", drop)
     run = await run_cli(capsys, *api_args(ingestion_api), "ingest", str(docs), "--collection", "kb")
     assert run.code == 0, run
     assert "the event socket closed; following the tasks by polling" in run.out
@@ -258,7 +260,7 @@ async def test_bad_key_exit_2_and_says_how_to_pass_one(
 
 
 def test_missing_path_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli.main(["ingest", str(tmp_path / "nope"), "--collection", "kb"])
+    code = commands.main(["ingest", str(tmp_path / "nope"), "--collection", "kb"])
     assert code == 2
     assert f"no such file or folder: {tmp_path / 'nope'}" in capsys.readouterr().err
 
@@ -311,8 +313,7 @@ def two_files(tmp_path: Path) -> list[SourceFile]:
 def test_tracker_keeps_early_events_and_never_goes_back(
     two_files: list[SourceFile], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_progress, "REDRAW_INTERVAL_S", 0.0)
-    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("COLUMNS", "100")
     screen = FakeTty()
     view = BarView(screen)
     tracker = Tracker(two_files, view)
@@ -324,24 +325,27 @@ def test_tracker_keeps_early_events_and_never_goes_back(
     assert (a.status, a.progress, a.chunks_embedded) == ("embedding", 52, 2)
     tracker.apply({**event, "status": "chunking", "progress": 5})  # an older poll
     assert a.status == "embedding"
+    view.refresh()
+    drawing = screen.getvalue()
     tracker.refused(b, "UNSUPPORTED_MEDIA_TYPE", "not a document")
     tracker.apply({**event, "status": "completed", "chunks_embedded": 4})
     tracker.apply({**event, "status": "failed", "error_code": "X"})  # final stays final
     assert tracker.done and a.status == "completed" and a.error_code is None
     view.close()
     drawn = screen.getvalue()
-    assert drawn.startswith("\x1b[?25l") and " 52%  embedding 2/4\n" in drawn
-    assert "\r\x1b[3A" in drawn  # back over two task rows and the overall row
+    assert "\x1b[?25l" in drawing  # rich's live display: cursor hidden while it draws
     assert "✓ " + str(two_files[0].path) + ": completed (4 chunks)" in drawn
     assert "✗ " + str(two_files[1].path) + ": failed: UNSUPPORTED_MEDIA_TYPE" in drawn
-    assert drawn.endswith("100%  2/2 done\n\x1b[?25h")
+    assert drawn.count(": completed (4 chunks)") == 1
+    last = drawn.rsplit("\n", 2)[-2]
+    assert "overall" in last and "100%" in last and "2/2 done" in last, last
 
 
 def test_up_runs_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     from embedpipe import stack
 
     monkeypatch.setattr(stack, "main", lambda: 7)
-    assert cli.main(["up"]) == 7
+    assert commands.main(["up"]) == 7
 
 
 def test_ctrl_c_exits_130_quietly(
@@ -350,6 +354,64 @@ def test_ctrl_c_exits_130_quietly(
     async def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run", interrupted)
-    assert cli.main(["collections"]) == 130
+    monkeypatch.setattr(commands, "_run", interrupted)
+    assert commands.main(["collections"]) == 130
     assert capsys.readouterr() == ("", "")
+
+
+async def run_in_terminal(*args: str, columns: int = 120) -> tuple[int, str]:
+    """`python -m embedpipe.cli ARGS` on a pseudo-terminal: its exit code and what it drew
+    (the terminal's \\r\\n turned back into \\n)."""
+    controller, terminal = pty.openpty()
+    env = {
+        **os.environ,
+        "COLUMNS": str(columns),
+        "LINES": "40",
+        "TERM": "xterm-256color",
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("NO_COLOR", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "embedpipe.cli", *args,
+        stdin=terminal, stdout=terminal, stderr=terminal, cwd=REPO, env=env,
+    )  # fmt: skip
+    os.close(terminal)
+
+    def read_all() -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's last user has gone
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async with asyncio.timeout(120):
+        drawn, code = await asyncio.gather(asyncio.to_thread(read_all), process.wait())
+    os.close(controller)
+    return code, drawn.decode(errors="replace").replace("\r\n", "\n")
+
+
+async def test_ingest_on_a_terminal_draws_live_bars_and_json_stays_plain(
+    ingestion_api: str, ingestion_worker: None, docs: Path
+) -> None:
+    code, drawn = await run_in_terminal(
+        *api_args(ingestion_api), "ingest", str(docs), "--collection", "kb"
+    )
+    assert code == 0, drawn
+    assert "\x1b[?25l" in drawn and "\x1b[?25h" in drawn  # a live display, cursor restored
+    assert "━" in drawn and "\x1b[" in drawn  # rich's bars, in colour
+    assert re.search(r"overall\s.*━.*100%.*3/3 done", drawn), drawn[-600:]
+    assert f"✓ {docs / 'handbook.md'}: completed (" in drawn
+    assert drawn.rstrip().endswith("3 completed, 0 unchanged, 0 failed, 1 skipped")
+
+    code, drawn = await run_in_terminal(
+        *api_args(ingestion_api), "ingest", str(docs), "--collection", "kb", "--json"
+    )
+    assert code == 0, drawn
+    assert "\x1b[" not in drawn
+    summary = json.loads(drawn)
+    assert (summary["completed"], summary["unchanged"], summary["failed"]) == (0, 3, 0)

@@ -1,4 +1,4 @@
-"""`embedpipe`: the command line of the stack (also `python -m embedpipe.cli`).
+"""The `embedpipe` commands: parsing the command line and running the command.
 
     embedpipe up                                     run the whole stack (make up)
     embedpipe ingest PATH... --collection NAME       upload files and folders, live progress
@@ -19,9 +19,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from embedpipe import cli_views
-from embedpipe.cli_api import CliError, default_api_key, default_url, open_client
-from embedpipe.cli_ingest import IngestOptions, run_ingest
+from embedpipe.cli import views
+from embedpipe.cli.api import CliError, default_api_key, default_url, open_client
+from embedpipe.cli.ingest import IngestOptions, run_ingest
 
 INTERRUPTED = 130
 DEFAULT_CONCURRENCY = 4
@@ -102,14 +102,14 @@ async def _run(args: argparse.Namespace) -> int:
             )
             return await run_ingest(client, options, out)
         if args.command == "search":
-            return await cli_views.search(
+            return await views.search(
                 client, args.collection, args.query, args.top_k, args.json, out
             )
         if args.command == "status":
-            return await cli_views.status(client, args.task_id, args.json, out)
+            return await views.status(client, args.task_id, args.json, out)
         if args.command == "collections":
-            return await cli_views.collections(client, args.json, out)
-        return await cli_views.documents(client, args.collection, args.json, out)
+            return await views.collections(client, args.json, out)
+        return await views.documents(client, args.collection, args.json, out)
 
 
 def _up() -> int:
@@ -131,7 +131,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from embedpipe.cli_files import SourceFile
+from embedpipe.cli.files import SourceFile
 
 #: The order a task goes through; a status is never replaced by an earlier one.
 RANK = {

@@ -7,13 +7,12 @@ JSON with `--json`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from embedpipe.cli_api import ApiClient
-from embedpipe.cli_ingest import collection_path
-from embedpipe.text_table import table_lines
+from embedpipe.cli.api import ApiClient
+from embedpipe.cli.ingest import collection_path
+from embedpipe.tables import print_table
 
 SNIPPET_CHARS = 100
 
@@ -27,10 +26,6 @@ def one_line(text: str, limit: int = SNIPPET_CHARS) -> str:
     """`text` on one line, cut to `limit` characters."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-def table(rows: Sequence[Sequence[object]], header: Sequence[str], out: TextIO) -> None:
-    print("\n".join(table_lines(rows, header)), file=out)
 
 
 def _headings(result: dict[str, Any]) -> str:
@@ -95,7 +90,7 @@ async def collections(client: ApiClient, json_output: bool, out: TextIO) -> int:
          c.get("chunk_tokens"), c.get("created_at"))
         for c in found
     ]  # fmt: skip
-    table(rows, ("COLLECTION", "MODEL", "DIMS", "DOCUMENTS", "CHUNK TOKENS", "CREATED"), out)
+    print_table(rows, ("COLLECTION", "MODEL", "DIMS", "DOCUMENTS", "CHUNK TOKENS", "CREATED"), out)
     return 0
 
 
@@ -113,5 +108,5 @@ async def documents(client: ApiClient, collection: str, json_output: bool, out: 
          d.get("updated_at"))
         for d in found
     ]  # fmt: skip
-    table(rows, ("DOCUMENT", "STATUS", "CHUNKS", "FILENAME", "UPDATED"), out)
+    print_table(rows, ("DOCUMENT", "STATUS", "CHUNKS", "FILENAME", "UPDATED"), out)
     return 0

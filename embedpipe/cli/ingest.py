@@ -20,10 +20,10 @@ from urllib.parse import quote
 
 import aiohttp
 
-from embedpipe.cli_api import ApiClient, ApiError, CliError
-from embedpipe.cli_files import Skipped, discover
-from embedpipe.cli_progress import View, choose_view, name_of
-from embedpipe.cli_tasks import TaskState, Tracker
+from embedpipe.cli.api import ApiClient, ApiError, CliError
+from embedpipe.cli.files import Skipped, discover
+from embedpipe.cli.progress import View, choose_view, name_of
+from embedpipe.cli.tasks import TaskState, Tracker
 
 SUBSCRIBE_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.5

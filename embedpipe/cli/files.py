@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from embedpipe.cli_api import CliError
+from embedpipe.cli.api import CliError
 
 CONTENT_TYPES = {
     "txt": "text/plain",

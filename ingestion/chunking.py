@@ -7,6 +7,8 @@ boundary available (a paragraph rather than mid-paragraph) once it is at least h
 Each chunk after the first starts with about `overlap_tokens` from the end of the one before,
 begun at a sentence or word start. Chunks never span two sections, so each keeps its
 headings; every chunk is a verbatim span of the document text (offsets in its metadata).
+A block the extractor marks to keep whole (a code block, a table) is one piece when it fits
+a chunk, so no chunk ends inside it, and no overlap starts inside it either.
 
 Token counts are of the tokenizer without special tokens; a model adds its own ([CLS] and
 [SEP] for BERT-like models), so `chunk_tokens` must leave room for them: the defaults, 200 with
@@ -29,6 +31,9 @@ from tokenizers import Encoding, Tokenizer
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.extract import ExtractedDoc, Section
 
+#: Changes when the same document and settings would give other chunks (a new extractor or
+#: chunking rule): part of a document's content hash, so a re-upload is chunked afresh.
+CHUNKING_VERSION = 2
 DEFAULT_CHUNK_TOKENS = 200
 DEFAULT_OVERLAP_TOKENS = 40
 #: Below this a chunk is no use, and one character may not fit (byte-level BPE: 4 tokens).
@@ -46,8 +51,10 @@ _SEPARATORS: tuple[re.Pattern[str], ...] = (
     re.compile(f"[{_STOP}]+[{_CLOSE}]*\\s+|[{_CJK_STOP}]+[{_CLOSE}]*\\s*"),  # sentence
     re.compile(r"\s+"),  # word
 )
-#: Boundary strengths: the end of a section, then one per separator, then a token cut.
+#: Boundary strengths: the end of a section, then one per separator, then a token cut. The
+#: end of a block kept whole is as strong a place to end a chunk as a paragraph's.
 _SECTION_END = len(_SEPARATORS) + 1
+_BLOCK_END = len(_SEPARATORS)
 _TOKEN_CUT = 0
 #: Text ending here ends a sentence or a line, so what follows starts one.
 _SENTENCE_END = re.compile(f"(?:[{_STOP}{_CJK_STOP}][{_CLOSE}]*|\\n)\\s*$")
@@ -148,7 +155,7 @@ class Chunker:
             )
         chunks: list[Chunk] = []
         for index, section in enumerate(doc.sections):
-            for start, end, tokens in self._chunk_section(section.text):
+            for start, end, tokens in self._chunk_section(section.text, section.keep_whole):
                 chunks.append(
                     self._make_chunk(document_id, len(chunks), index, section, start, end, tokens)
                 )
@@ -185,11 +192,34 @@ class Chunker:
             metadata=metadata,
         )
 
-    def _chunk_section(self, text: str) -> list[tuple[int, int, int]]:
+    def _pieces(self, text: str, keep_whole: Sequence[tuple[int, int]]) -> list[_Piece]:
+        """A section's pieces: each block to keep whole (a code block, a table) is one piece
+        if it fits a chunk, and the text around them is split as usual."""
+        pieces: list[_Piece] = []
+        position = 0
+        for start, end in sorted(keep_whole):
+            if start < position or end <= start:
+                continue  # overlapping or empty: not a span we can honour
+            if start > position:
+                count = self._count_span(text, position, start)
+                pieces += self._split(text, position, start, count, 0, _BLOCK_END)
+            count = self._count_span(text, start, end)
+            if count is not None and self._fits(count, end - start):
+                pieces.append(_Piece(start, end, count, _BLOCK_END))
+            else:
+                pieces += self._split(text, start, end, count, 0, _BLOCK_END)
+            position = end
+        if position < len(text):
+            count = self._count_span(text, position, len(text))
+            pieces += self._split(text, position, len(text), count, 0, _SECTION_END)
+        return pieces
+
+    def _chunk_section(
+        self, text: str, keep_whole: Sequence[tuple[int, int]] = ()
+    ) -> list[tuple[int, int, int]]:
         """(start, end, tokens) of each chunk of one section's text."""
-        pieces = self._split(
-            text, 0, len(text), self._count_span(text, 0, len(text)), 0, _SECTION_END
-        )
+        pieces = self._pieces(text, keep_whole)
+        inside = [span for span in keep_whole if span[1] > span[0]]
         spans: list[tuple[int, int, int]] = []
         index = 0
         start = pieces[0].start if pieces else 0
@@ -208,7 +238,7 @@ class Chunker:
             budget = min(self.overlap_tokens, self.chunk_tokens - pieces[index].tokens)
             floor = max(previous_end, first + 1)
             previous_end = end
-            start, overlap = self._overlap_start(text, first, end, encoding, budget, floor)
+            start, overlap = self._overlap_start(text, first, end, encoding, budget, floor, inside)
         return spans
 
     def _fill(self, pieces: Sequence[_Piece], index: int, overlap: int, start: int) -> int:
@@ -250,11 +280,19 @@ class Chunker:
                 return stop, start, encoding
 
     def _overlap_start(
-        self, text: str, first: int, end: int, encoding: Encoding, budget: int, floor: int
+        self,
+        text: str,
+        first: int,
+        end: int,
+        encoding: Encoding,
+        budget: int,
+        floor: int,
+        keep_whole: Sequence[tuple[int, int]],
     ) -> tuple[int, int]:
         """Where the next chunk starts: at most `budget` tokens before `end`, not before
-        `floor`, preferably at a sentence start, else a word start, else a token start.
-        Returns (start, tokens of the overlap); (end, 0) for no overlap.
+        `floor`, never inside a block kept whole, preferably at a sentence start, else a
+        word start, else a token start. Returns (start, tokens of the overlap); (end, 0)
+        for no overlap.
         """
         starts = [first + offset[0] for offset in encoding.offsets]
         count = len(starts)
@@ -265,7 +303,9 @@ class Chunker:
         candidates = [
             k
             for k in range(max(1, count - budget), count)
-            if starts[k] >= floor and starts[k] > starts[k - 1]
+            if starts[k] >= floor
+            and starts[k] > starts[k - 1]
+            and not any(a < starts[k] < b for a, b in keep_whole)
         ]
         if not candidates:
             return end, 0

@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from embedpipe.streams import StreamEntry
+from ingestion.chunking import CHUNKING_VERSION
 from ingestion.extract import DocFormat, ExtractedDoc, Section
 from ingestion.keys import IngestionKeys
 
@@ -18,6 +19,7 @@ def content_hash(doc: ExtractedDoc, collection: dict[str, Any]) -> str:
     """What decides whether a re-upload changes anything: the text and how it is embedded."""
     identity = json.dumps(
         [
+            CHUNKING_VERSION,
             collection["model"],
             collection["chunk_tokens"],
             collection["overlap_tokens"],
@@ -43,6 +45,7 @@ def decode_doc(raw: bytes) -> ExtractedDoc:
                 text=s["text"],
                 start=s["start"],
                 page=s["page"],
+                keep_whole=tuple((a, b) for a, b in s.get("keep_whole", ())),
             )
             for s in data["sections"]
         ),

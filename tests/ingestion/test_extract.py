@@ -212,19 +212,22 @@ def test_markdown_sibling_headings_without_text_keep_their_own_section() -> None
 # HTML ---------------------------------------------------------------------------------------
 
 
-def test_html_visible_text_with_headings() -> None:
+def test_html_main_content_with_headings() -> None:
     doc = extract_text(HTML.encode(), DocFormat.HTML)
     assert doc.title == "The Page"
     assert sections(doc) == [
-        ((), "Menu"),
         (("Main & Title",), "Main & Title\n\nFirst paragraph spread over lines."),
         (
             ("Main & Title", "Details"),
             "Details\n\nCafé <b> text\nafter a break\n\none\n\ntwo\n\n"
-            "Name | Value\na | 1\n\nkeep   spacing\n  here",
+            "Name | Value\na | 1\n\n  keep   spacing\n  here",
         ),
     ]
-    for hidden in ("color: red", "do not index", "enable javascript", "vector text"):
+    # The table and the preformatted block are kept whole by the chunker.
+    details = doc.sections[1]
+    whole = [details.text[a:b] for a, b in details.keep_whole]
+    assert whole == ["Name | Value\na | 1", "  keep   spacing\n  here"]
+    for hidden in ("Menu", "color: red", "do not index", "enable javascript", "vector text"):
         assert hidden not in doc.text
     assert_offsets(doc)
 
@@ -241,9 +244,12 @@ def test_html_declared_charset_and_broken_markup() -> None:
 
 
 def test_html_deep_nesting_is_harmless() -> None:
-    nested = b"<div>" * 20_000 + b"deep text" + b"</div>" * 20_000
+    deep = b"<div>" * 200 + b"deep text" + b"</div>" * 200
+    assert extract_text(deep, DocFormat.HTML).text == "deep text"
+    # Past the parser's nesting limit (about 250 levels) nothing is read: refused, quickly.
+    hostile = b"<div>" * 20_000 + b"deep text" + b"</div>" * 20_000
     with bounded(max_seconds=5, max_bytes=64 * MiB):
-        assert extract_text(nested, DocFormat.HTML).text == "deep text"
+        expect_error(UNPROCESSABLE, lambda: extract_text(hostile, DocFormat.HTML), "no extract")
 
 
 # PDF ----------------------------------------------------------------------------------------
@@ -285,6 +291,25 @@ def test_pdf_garbage_after_header_is_unprocessable() -> None:
     assert detect_format("x.pdf", None, garbage) is DocFormat.PDF
     with bounded():
         expect_error(UNPROCESSABLE, lambda: extract_text(garbage, DocFormat.PDF))
+
+
+def test_pdf_compression_bomb_is_refused_and_costs_the_service_nothing() -> None:
+    # 0.6 MB of PDF whose page inflates to 600 MB, read under a 300 MB limit.
+    bomb = build_pdf([["Boom."]], padding_bytes=600 * MiB)
+    assert len(bomb) < 2 * MiB
+    limits = ExtractLimits(max_pdf_memory_bytes=300 * MiB)
+    with bounded(max_seconds=30, max_bytes=64 * MiB):
+        expect_error(UNPROCESSABLE, lambda: extract_text(bomb, DocFormat.PDF, limits), "limits")
+    # The same file within the limit is read.
+    small = build_pdf([["Small."]], padding_bytes=10 * MiB)
+    assert extract_text(small, DocFormat.PDF, limits).text == "Small."
+
+
+def test_pdf_that_takes_too_long_is_refused() -> None:
+    # No reader starts in a millisecond: the time limit ends it.
+    limits = ExtractLimits(max_pdf_seconds=0.001)
+    pdf = build_pdf(PDF_PAGES)
+    expect_error(UNPROCESSABLE, lambda: extract_text(pdf, DocFormat.PDF, limits), "seconds")
 
 
 def test_pdf_without_text_and_over_the_page_limit() -> None:

@@ -27,11 +27,26 @@ def _pdf_string(text: str) -> bytes:
     return b"(" + escaped.encode("latin-1") + b")"
 
 
-def build_pdf(pages: Sequence[Sequence[str]], *, title: str | None = None) -> bytes:
+def _deflated_with_padding(content: bytes, padding_bytes: int) -> bytes:
+    """`content` and `padding_bytes` spaces, deflated a megabyte at a time."""
+    deflate = zlib.compressobj(9)
+    out = [deflate.compress(content)]
+    step = b" " * (1024 * 1024)
+    for start in range(0, padding_bytes, len(step)):
+        out.append(deflate.compress(step[: padding_bytes - start]))
+    out.append(deflate.flush())
+    return b"".join(out)
+
+
+def build_pdf(
+    pages: Sequence[Sequence[str]], *, title: str | None = None, padding_bytes: int = 0
+) -> bytes:
     """A minimal valid PDF: one line of Helvetica text per string, one page per list.
 
     Written by hand because pypdf cannot lay out text: a catalog, a page tree, a font, a
     page and a content stream per page, and an xref table with the real byte offsets.
+    With `padding_bytes`, each content stream also holds that many spaces and is deflated:
+    a few hundred kilobytes that inflate to as much as asked (a compression bomb).
     """
     objects: dict[int, bytes] = {}
     page_ids = [4 + 2 * i for i in range(len(pages))]
@@ -51,8 +66,14 @@ def build_pdf(pages: Sequence[Sequence[str]], *, title: str | None = None) -> by
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
             b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (page_id + 1)
         )
+        stream_filter = b""
+        if padding_bytes:
+            content = _deflated_with_padding(content, padding_bytes)
+            stream_filter = b" /Filter /FlateDecode"
         objects[page_id + 1] = (
-            b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream"
+            b"<< /Length %d%s >>\nstream\n" % (len(content), stream_filter)
+            + content
+            + b"\nendstream"
         )
     info_id = None
     if title is not None:

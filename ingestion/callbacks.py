@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.strict_json import StrictJsonError, loads
+from embedpipe.task_status import TaskStatus
 from embedpipe.text_safety import text_problem
 from ingestion import store
 from ingestion.db import Pool, database_unavailable
@@ -297,7 +298,7 @@ class CallbackConsumer:
             return
         if result.stored:
             await publish(self.redis, self.keys, task)
-        if task["status"] == "storing":
+        if task["status"] == TaskStatus.STORING:
             completed = await store.promote(self.pool, tenant, task_id)
             if completed is not None:
                 await publish(self.redis, self.keys, completed)

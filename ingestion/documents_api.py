@@ -13,6 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from embedpipe.http.auth import tenant_of
 from embedpipe.http.json_body import read_json_object
 from embedpipe.strict_json import StrictJsonError, loads
+from embedpipe.task_status import TaskStatus
 from ingestion import store
 from ingestion.collections_api import check_id
 from ingestion.errors import IngestionError, IngestionErrorCode
@@ -143,7 +144,10 @@ async def upload_document(request: web.Request) -> web.Response:
         filename=upload.filename, content_type=upload.content_type, metadata=upload.metadata,
     )  # fmt: skip
     await publish(app[REDIS], app[KEYS], task)
-    task = await store.set_task_status(app[POOL], tenant, task["task_id"], "extracting") or task
+    task = (
+        await store.set_task_status(app[POOL], tenant, task["task_id"], TaskStatus.EXTRACTING)
+        or task
+    )
     await publish(app[REDIS], app[KEYS], task)
     try:
         extracted = await asyncio.to_thread(extract_text, upload.data, fmt)

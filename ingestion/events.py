@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from embedpipe.task_status import TaskStatus, progress
 from ingestion.keys import IngestionKeys
 
 log = logging.getLogger(__name__)
@@ -18,19 +19,13 @@ def task_event(task: dict[str, Any]) -> dict[str, Any]:
     total = int(task.get("chunks_total") or 0)
     embedded = int(task.get("chunks_embedded") or 0)
     status = task["status"]
-    if status in ("completed", "unchanged"):
-        progress = 100
-    elif status == "embedding" and total:
-        progress = 10 + int(85 * embedded / total)
-    else:
-        progress = {"pending": 0, "extracting": 2, "chunking": 5, "storing": 95}.get(status, 0)
     return {
         "type": "task",
         "task_id": task["task_id"],
         "collection_id": task["collection_id"],
         "document_id": task["document_id"],
         "status": status,
-        "progress": progress,
+        "progress": progress(TaskStatus(status), total, embedded),
         "chunks_total": total,
         "chunks_embedded": embedded,
         "error_code": task.get("error_code"),

@@ -34,23 +34,15 @@ from embedpipe.http.openapi import (
     string,
     timestamp,
 )
+from embedpipe.task_status import TaskStatus
 from ingestion.collections_api import ID_PATTERN
 from ingestion.search_api import MAX_TOP_K
 
 API_VERSION = "0.1.0"
 
 #: Every status a task goes through (the `tasks.status` CHECK of the schema), in order.
-TASK_STATUSES = (
-    "pending",
-    "extracting",
-    "chunking",
-    "embedding",
-    "storing",
-    "completed",
-    "unchanged",
-    "failed",
-)
-#: Content types of the formats an upload may be (ingestion/extract.py); the bytes decide.
+TASK_STATUSES = tuple(str(status) for status in TaskStatus)
+#: Content types of the formats an upload may be (ingestion/extract/); the bytes decide.
 UPLOAD_MEDIA_TYPES = (
     "text/plain",
     "text/markdown",

@@ -12,12 +12,13 @@ import asyncpg
 import numpy as np
 from pgvector import Vector
 
+from embedpipe.task_status import FINAL, IN_PROGRESS, TaskStatus
 from ingestion.db import Pool
 
-TERMINAL = ("completed", "unchanged", "failed")
-#: The statuses a task passes through before it ends, in order. A task never goes back:
-#: a job delivered again re-sends its chunks, but must not undo what callbacks stored.
-PROGRESS = ("pending", "extracting", "chunking", "embedding", "storing")
+#: Statuses as the SQL statements pass them (text[] parameters). A task never goes back: a
+#: job delivered again re-sends its chunks, but must not undo what callbacks stored.
+TERMINAL = [str(status) for status in sorted(FINAL)]
+PROGRESS = [str(status) for status in IN_PROGRESS]
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -146,14 +147,14 @@ async def get_task(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] |
 
 
 async def set_task_status(
-    pool: Pool, tenant_id: str, task_id: str, status: str
+    pool: Pool, tenant_id: str, task_id: str, status: TaskStatus
 ) -> dict[str, Any] | None:
-    """Move a task forward to `status` (one of PROGRESS); None if it is there or past it."""
+    """Move a task forward to `status` (one in progress); None if it is there or past it."""
     record = await pool.fetchrow(
         "UPDATE tasks SET status = $3, updated_at = now()"
         " WHERE tenant_id = $1 AND task_id = $2"
         " AND array_position($4::text[], status) < array_position($4::text[], $3) RETURNING *",
-        tenant_id, task_id, status, list(PROGRESS),
+        tenant_id, task_id, status, PROGRESS,
     )  # fmt: skip
     return _row(record)
 
@@ -167,7 +168,7 @@ async def fail_task(
             "UPDATE tasks SET status = 'failed', error_code = $3, error_message = $4,"
             " updated_at = now(), finished_at = now()"
             " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($5::text[]) RETURNING *",
-            tenant_id, task_id, error_code, error_message, list(TERMINAL),
+            tenant_id, task_id, error_code, error_message, TERMINAL,
         )  # fmt: skip
         if record is not None:
             await connection.execute(
@@ -189,7 +190,7 @@ async def finish_unchanged(pool: Pool, tenant_id: str, task_id: str) -> dict[str
         record = await connection.fetchrow(
             "UPDATE tasks SET status = 'unchanged', updated_at = now(), finished_at = now()"
             " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($3::text[]) RETURNING *",
-            tenant_id, task_id, list(TERMINAL),
+            tenant_id, task_id, TERMINAL,
         )  # fmt: skip
         if record is not None:
             await connection.execute(
@@ -239,7 +240,7 @@ async def stage_chunks(
             "UPDATE tasks SET chunks_total = $3, content_hash = $5, updated_at = now(),"
             " status = CASE WHEN status = 'storing' THEN status ELSE 'embedding' END"
             " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($4::text[])",
-            task["tenant_id"], task["task_id"], len(chunks), list(TERMINAL), content_hash,
+            task["tenant_id"], task["task_id"], len(chunks), TERMINAL, content_hash,
         )  # fmt: skip
 
 
@@ -312,7 +313,7 @@ async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | 
             "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
             tenant_id, task_id,
         )  # fmt: skip
-        if task is None or task["status"] != "storing":
+        if task is None or task["status"] != TaskStatus.STORING:
             return _row(task)
         key = (tenant_id, task["collection_id"], task["document_id"])
         await connection.execute(
@@ -368,7 +369,7 @@ async def delete_document(pool: Pool, tenant_id: str, collection_id: str, docume
             " error_message = 'the document was deleted', updated_at = now(),"
             " finished_at = now() WHERE tenant_id = $1 AND collection_id = $2"
             " AND document_id = $3 AND status <> ALL($4::text[])",
-            tenant_id, collection_id, document_id, list(TERMINAL),
+            tenant_id, collection_id, document_id, TERMINAL,
         )  # fmt: skip
         await connection.execute(
             "DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3",

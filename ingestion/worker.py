@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from embedpipe import bundled_model
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamConsumer, StreamEntry
+from embedpipe.task_status import TaskStatus
 from ingestion import store
 from ingestion.chunking import Chunk, Chunker
 from ingestion.db import DATABASE_UNAVAILABLE, Pool, database_unavailable
@@ -159,7 +160,7 @@ class IngestionWorker:
     async def _ingest(self, fields: dict[str, str], raw_doc: bytes) -> None:
         tenant, task_id = fields["tenant_id"], fields["task_id"]
         task = await store.get_task(self.pool, tenant, task_id)
-        if task is None or task["status"] in store.TERMINAL:
+        if task is None or TaskStatus(task["status"]).final:
             return
         collection = await store.get_collection(self.pool, tenant, fields["collection_id"])
         if collection is None:
@@ -174,7 +175,7 @@ class IngestionWorker:
                 await publish(self.redis, self.keys, unchanged)
                 log.info("document unchanged task_id=%s", task_id)
             return
-        chunking = await store.set_task_status(self.pool, tenant, task_id, "chunking")
+        chunking = await store.set_task_status(self.pool, tenant, task_id, TaskStatus.CHUNKING)
         if chunking is not None:
             await publish(self.redis, self.keys, chunking)
         chunker = Chunker(self.tokenizer, collection["chunk_tokens"], collection["overlap_tokens"])

@@ -24,7 +24,10 @@ from embedpipe.cli.api import ApiClient, ApiError, CliError
 from embedpipe.cli.files import Skipped, discover
 from embedpipe.cli.progress import View, choose_view, name_of
 from embedpipe.cli.tasks import TaskState, Tracker
+from embedpipe.task_status import TaskStatus
 
+#: The final statuses, in the order the summary counts them.
+OUTCOMES = (TaskStatus.COMPLETED, TaskStatus.UNCHANGED, TaskStatus.FAILED)
 SUBSCRIBE_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.5
 #: With a live socket, a task without news for this long is polled.
@@ -201,18 +204,16 @@ def summary(
     return {
         "collection_id": collection,
         "collection_created": created,
-        "completed": tracker.count("completed"),
-        "unchanged": tracker.count("unchanged"),
-        "failed": tracker.count("failed"),
+        **{str(status): tracker.count(status) for status in OUTCOMES},
         "skipped": [{"path": str(s.path), "reason": s.reason} for s in skipped],
         "tasks": [state.to_json() for state in tracker.states],
     }
 
 
 def print_summary(tracker: Tracker, skipped: Sequence[Skipped], out: TextIO) -> None:
-    counts = ", ".join(f"{tracker.count(s)} {s}" for s in ("completed", "unchanged", "failed"))
+    counts = ", ".join(f"{tracker.count(s)} {s}" for s in OUTCOMES)
     print(f"\n{counts}, {len(skipped)} skipped", file=out)
-    failed = [state for state in tracker.states if state.status == "failed"]
+    failed = [state for state in tracker.states if state.status == TaskStatus.FAILED]
     for state in failed:
         code, message = state.error_code or "ERROR", state.error_message or "no details"
         print(f"  failed  {name_of(state)}: {code}: {message}", file=out)
@@ -242,4 +243,4 @@ async def run_ingest(client: ApiClient, options: IngestOptions, out: TextIO) -> 
         print(file=out, flush=True)
     else:
         print_summary(tracker, skipped, out)
-    return 1 if tracker.count("failed") else 0
+    return 1 if tracker.count(TaskStatus.FAILED) else 0

@@ -14,13 +14,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Column
 
-from embedpipe.cli.tasks import TaskState
+from embedpipe.cli.tasks import QUEUED, UPLOADING, TaskState
+from embedpipe.task_status import TaskStatus
 
 BAR_WIDTH = 30
 NAME_WIDTH = 28
 MAX_LIVE_ROWS = 12
 REFRESH_PER_S = 10
-MARKS = {"completed": "✓", "unchanged": "=", "failed": "✗"}
+MARKS: dict[str, str] = {
+    TaskStatus.COMPLETED: "✓",
+    TaskStatus.UNCHANGED: "=",
+    TaskStatus.FAILED: "✗",
+}
 
 
 class View(Protocol):
@@ -52,16 +57,16 @@ def name_of(state: TaskState, width: int | None = None) -> str:
 
 def outcome(state: TaskState) -> str:
     """A finished task in words: `completed (3 chunks)`, `failed: CODE: message`."""
-    if state.status == "completed":
+    if state.status == TaskStatus.COMPLETED:
         return f"completed ({state.chunks_total} chunk{'' if state.chunks_total == 1 else 's'})"
-    if state.status == "failed":
+    if state.status == TaskStatus.FAILED:
         return f"failed: {state.error_code or 'ERROR'}: {state.error_message or 'no details'}"
     return state.status
 
 
 def detail(state: TaskState) -> str:
     """A task in flight in words: `embedding 3/8`, `chunking`."""
-    if state.status == "embedding" and state.chunks_total:
+    if state.status == TaskStatus.EMBEDDING and state.chunks_total:
         return f"embedding {state.chunks_embedded}/{state.chunks_total}"
     return state.status
 
@@ -104,7 +109,7 @@ class LineView(QuietView):
         print(text, file=self._stream, flush=True)
 
     def changed(self, state: TaskState) -> None:
-        if state.status in ("queued", "uploading") or self._shown.get(id(state)) == state.status:
+        if state.status in (QUEUED, UPLOADING) or self._shown.get(id(state)) == state.status:
             return
         self._shown[id(state)] = state.status
         what = outcome(state) if state.final else state.status
@@ -148,7 +153,7 @@ class BarView(QuietView):
             if key not in self._reported:
                 self._reported.add(key)
                 self.note(f"{MARKS.get(state.status, ' ')} {name_of(state)}: {outcome(state)}")
-        elif state.status != "queued":
+        elif state.status != QUEUED:
             if row is None:
                 row = self._rows[key] = self._progress.add_task(
                     name_of(state, NAME_WIDTH), total=100, detail="", visible=False

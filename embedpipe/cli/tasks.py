@@ -15,21 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from embedpipe.cli.files import SourceFile
+from embedpipe.task_status import TaskStatus
 
-#: The order a task goes through; a status is never replaced by an earlier one.
-RANK = {
-    "queued": 0,
-    "uploading": 0,
-    "pending": 1,
-    "extracting": 2,
-    "chunking": 3,
-    "embedding": 4,
-    "storing": 5,
-    "completed": 6,
-    "unchanged": 6,
-    "failed": 6,
-}
-FINAL = frozenset({"completed", "unchanged", "failed"})
+#: Before the API has a task: the file waits for an upload slot, or is being uploaded.
+QUEUED, UPLOADING = "queued", "uploading"
+#: The order a task goes through; a status is never replaced by an earlier one. The API's
+#: statuses (embedpipe/task_status.py) come after our own two.
+RANK = {QUEUED: 0, UPLOADING: 0, **{str(status): status.rank + 1 for status in TaskStatus}}
+FINAL = frozenset(str(status) for status in TaskStatus if status.final)
 #: Events kept for task ids not known yet (other clients' tasks of the tenant among them).
 MAX_EARLY_EVENTS = 10_000
 
@@ -40,7 +33,7 @@ class TaskState:
 
     source: SourceFile
     task_id: str | None = None
-    status: str = "queued"
+    status: str = QUEUED
     progress: int = 0
     chunks_total: int = 0
     chunks_embedded: int = 0
@@ -102,17 +95,19 @@ class Tracker:
         task_id = str(answer["task_id"])
         state.task_id = task_id
         self._by_task[task_id] = state
-        self._update(state, {"status": answer.get("status", "pending")})
+        self._update(state, {"status": answer.get("status", TaskStatus.PENDING)})
         if early := self._early.pop(task_id, None):
             self._update(state, early)
 
     def uploading(self, state: TaskState) -> None:
         """The file's upload has begun."""
-        self._update(state, {"status": "uploading"})
+        self._update(state, {"status": UPLOADING})
 
     def refused(self, state: TaskState, code: str, message: str) -> None:
         """The file was refused at once (413, 415, 422, ...) or could not be read."""
-        self._update(state, {"status": "failed", "error_code": code, "error_message": message})
+        self._update(
+            state, {"status": TaskStatus.FAILED, "error_code": code, "error_message": message}
+        )
 
     def apply(self, event: Mapping[str, Any]) -> None:
         """A task event from the socket, or a task from a poll."""

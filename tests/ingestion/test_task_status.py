@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from embedpipe.task_status import TaskStatus
 from ingestion import store
 from ingestion.db import Pool, connect
 
@@ -35,7 +36,7 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
 
 async def _job(pool: Pool) -> None:
     """What the ingestion worker does with a task's job, up to sending its chunks."""
-    await store.set_task_status(pool, TENANT, TASK, "chunking")
+    await store.set_task_status(pool, TENANT, TASK, TaskStatus.CHUNKING)
     task = await store.get_task(pool, TENANT, TASK)
     assert task is not None
     await store.stage_chunks(pool, task, CHUNKS, "hash-1")
@@ -44,7 +45,7 @@ async def _job(pool: Pool) -> None:
 async def test_a_repeated_job_after_the_vectors_are_stored_does_not_set_the_task_back(
     pool: Pool,
 ) -> None:
-    await store.set_task_status(pool, TENANT, TASK, "extracting")
+    await store.set_task_status(pool, TENANT, TASK, TaskStatus.EXTRACTING)
     await _job(pool)
     stored = await store.store_embeddings(
         pool, TENANT, TASK, [(c.chunk_id, VECTOR) for c in CHUNKS]
@@ -61,9 +62,9 @@ async def test_a_repeated_job_after_the_vectors_are_stored_does_not_set_the_task
 
 
 async def test_a_status_never_moves_back_nor_off_an_end(pool: Pool) -> None:
-    assert await store.set_task_status(pool, TENANT, TASK, "chunking") is not None
-    assert await store.set_task_status(pool, TENANT, TASK, "extracting") is None
+    assert await store.set_task_status(pool, TENANT, TASK, TaskStatus.CHUNKING) is not None
+    assert await store.set_task_status(pool, TENANT, TASK, TaskStatus.EXTRACTING) is None
     await store.fail_task(pool, TENANT, TASK, error_code="X", error_message="gone")
-    assert await store.set_task_status(pool, TENANT, TASK, "chunking") is None
+    assert await store.set_task_status(pool, TENANT, TASK, TaskStatus.CHUNKING) is None
     task = await store.get_task(pool, TENANT, TASK)
     assert task is not None and task["status"] == "failed"

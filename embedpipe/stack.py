@@ -23,12 +23,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from embedpipe.auth import SERVICE_TENANT, hash_key, new_key
-from embedpipe.envconfig import ConfigError, env_int, env_str
+from embedpipe.envconfig import read_env, settings_or_exit, variable
 from embedpipe.logs import configure_logging
 from embedpipe.postgres_server import PostgresServer
 from embedpipe.redis_server import RedisServer
@@ -156,15 +157,30 @@ def _stop_all(services: list[Service]) -> None:
             service.process.wait()
 
 
+@dataclass(frozen=True)
+class StackSettings:
+    """What `make up` itself reads; every service reads its own settings too."""
+
+    data_dir: Annotated[Path, variable("EMBEDPIPE_DATA_DIR")] = Path("data")
+    redis_port: Annotated[int, variable("EMBEDPIPE_REDIS_PORT", ge=0, le=65535)] = 0
+    embedding_workers: Annotated[int, variable("EMBEDDING_WORKERS", ge=1)] = 1
+    embedding_servers: Annotated[int, variable("EMBEDDING_SERVERS", ge=1)] = 1
+    grpc_port: Annotated[int, variable("EMBEDDING_GRPC_PORT", ge=1, le=65535)] = 50051
+    gateway_port: Annotated[int, variable("GATEWAY_PORT", ge=1, le=65535)] = 8080
+    ingestion_port: Annotated[int, variable("INGESTION_PORT", ge=1, le=65535)] = 8090
+    ingestion_workers: Annotated[int, variable("INGESTION_WORKERS", ge=1)] = 1
+    log_level: Annotated[str, variable("LOG_LEVEL")] = "INFO"
+
+
 def _start_infrastructure(
-    env: dict[str, str], data_dir: Path
+    env: dict[str, str], data_dir: Path, redis_port: int
 ) -> tuple[RedisServer | None, PostgresServer | None, str | None]:
     """Private Redis and PostgreSQL unless configured, and dev keys unless configured;
     `env` is updated for the children."""
     redis: RedisServer | None = None
     postgres: PostgresServer | None = None
     if not env.get("REDIS_URL"):
-        redis = RedisServer(data_dir / "redis", port=env_int(env, "EMBEDPIPE_REDIS_PORT", 0))
+        redis = RedisServer(data_dir / "redis", port=redis_port)
         redis.start()
         env["REDIS_URL"] = redis.url
         log.info("private redis-server url=%s data=%s", redis.url, redis.data_dir)
@@ -186,18 +202,11 @@ def _start_infrastructure(
 
 def main() -> int:
     env = dict(os.environ)
-    configure_logging(env_str(env, "LOG_LEVEL", "INFO"))
-    try:
-        data_dir = Path(env_str(env, "EMBEDPIPE_DATA_DIR", "data")).resolve()
-        workers = env_int(env, "EMBEDDING_WORKERS", 1, minimum=1)
-        servers = env_int(env, "EMBEDDING_SERVERS", 1, minimum=1)
-        grpc_port = env_int(env, "EMBEDDING_GRPC_PORT", 50051, minimum=1)
-        gateway_port = env_int(env, "GATEWAY_PORT", 8080, minimum=1)
-        ingestion_port = env_int(env, "INGESTION_PORT", 8090, minimum=1)
-        ingestion_workers = env_int(env, "INGESTION_WORKERS", 1, minimum=1)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit(lambda: read_env(StackSettings, env))
+    configure_logging(settings.log_level)
+    data_dir = settings.data_dir.resolve()
+    servers, grpc_port = settings.embedding_servers, settings.grpc_port
+    gateway_port, ingestion_port = settings.gateway_port, settings.ingestion_port
 
     stopping = False
 
@@ -209,7 +218,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    redis, postgres, dev_key = _start_infrastructure(env, data_dir)
+    redis, postgres, dev_key = _start_infrastructure(env, data_dir, settings.redis_port)
     env["EMBEDDING_GRPC_PORT"] = str(grpc_port)
     # Several embedding servers (EMBEDDING_SERVERS) listen on consecutive ports; the gateway
     # spreads its calls over them round-robin.
@@ -224,7 +233,7 @@ def main() -> int:
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     ingestion_url = f"http://127.0.0.1:{ingestion_port}"
     env["EMBEDDING_SERVICE_URL"] = gateway_url
-    services = _services(grpc_ports, workers, ingestion_workers)
+    services = _services(grpc_ports, settings.embedding_workers, settings.ingestion_workers)
     try:
         for service in services:
             service.start(env)

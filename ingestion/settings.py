@@ -6,69 +6,57 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from embedpipe.auth import KeyStore
 from embedpipe.bundled_model import DEFAULT_MODEL
-from embedpipe.envconfig import ConfigError, env_float, env_int, env_str
+from embedpipe.envconfig import ConfigError, read_env, variable
+
+
+def _consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True)
 class IngestionSettings:
     """Where the service listens, what it talks to and its limits."""
 
-    database_url: str
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    host: str = "127.0.0.1"
-    port: int = 8090
-    key_prefix: str = "ingestion"
+    database_url: Annotated[str, variable("DATABASE_URL", min_length=1)]
+    redis_url: Annotated[str, variable("REDIS_URL")] = "redis://127.0.0.1:6379/0"
+    host: Annotated[str, variable("INGESTION_HOST")] = "127.0.0.1"
+    port: Annotated[int, variable("INGESTION_PORT", ge=0, le=65535)] = 8090
+    key_prefix: Annotated[str, variable("INGESTION_KEY_PREFIX")] = "ingestion"
     #: The gateway: `POST {url}/api/v1/embeddings/generate`.
-    embedding_service_url: str = "http://127.0.0.1:8080"
+    embedding_service_url: Annotated[str, variable("EMBEDDING_SERVICE_URL")] = (
+        "http://127.0.0.1:8080"
+    )
     #: The embedding server, for query embeddings and the model list.
-    embedding_grpc_target: str = "127.0.0.1:50051"
+    embedding_grpc_target: Annotated[str, variable("EMBEDDING_GRPC_TARGET")] = "127.0.0.1:50051"
     #: This service's own key for the gateway: one of tenant "*", allowed to act for any.
-    service_key: str = field(default="", repr=False)
-    callback_queue: str = "ingestion:callbacks:embedding"
-    max_upload_bytes: int = 20 * 1024 * 1024
-    default_model: str = DEFAULT_MODEL
-    chunk_tokens: int = 200
-    overlap_tokens: int = 40
+    service_key: Annotated[str, variable("INGESTION_SERVICE_KEY")] = field(default="", repr=False)
+    callback_queue: Annotated[str, variable("EMBEDDING_CALLBACK_QUEUE")] = (
+        "ingestion:callbacks:embedding"
+    )
+    max_upload_bytes: Annotated[int, variable("INGESTION_MAX_UPLOAD_BYTES", ge=1)] = (
+        20 * 1024 * 1024
+    )
+    default_model: Annotated[str, variable("INGESTION_DEFAULT_MODEL")] = DEFAULT_MODEL
+    chunk_tokens: Annotated[int, variable("INGESTION_CHUNK_TOKENS", ge=16)] = 200
+    overlap_tokens: Annotated[int, variable("INGESTION_OVERLAP_TOKENS", ge=0)] = 40
     #: Chunks per GenerateEmbeddings request; a larger document is sent in parts.
-    request_chunks: int = 128
-    request_timeout_s: float = 30.0
-    consumer_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    claim_idle_ms: int = 30_000
-    max_deliveries: int = 5
+    request_chunks: Annotated[int, variable("INGESTION_REQUEST_CHUNKS", ge=1)] = 128
+    request_timeout_s: Annotated[float, variable("INGESTION_REQUEST_TIMEOUT_S", gt=0)] = 30.0
+    consumer_name: Annotated[str, variable("INGESTION_WORKER_NAME")] = field(
+        default_factory=_consumer_name
+    )
+    claim_idle_ms: Annotated[int, variable("INGESTION_CLAIM_IDLE_MS", ge=100)] = 30_000
+    max_deliveries: Annotated[int, variable("INGESTION_MAX_DELIVERIES", ge=1)] = 5
     keys: KeyStore = field(default_factory=KeyStore)
-    log_level: str = "INFO"
+    log_level: Annotated[str, variable("LOG_LEVEL")] = "INFO"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestionSettings:
-        env = os.environ if env is None else env
-        database_url = env.get("DATABASE_URL", "").strip()
-        if not database_url:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestionSettings:
+        environ = os.environ if environ is None else environ
+        if not environ.get("DATABASE_URL", "").strip():
             raise ConfigError("DATABASE_URL is required (make up starts a private PostgreSQL)")
-        d = cls(database_url=database_url)
-        return cls(
-            database_url=database_url,
-            redis_url=env_str(env, "REDIS_URL", d.redis_url),
-            host=env_str(env, "INGESTION_HOST", d.host),
-            port=env_int(env, "INGESTION_PORT", d.port),
-            key_prefix=env_str(env, "INGESTION_KEY_PREFIX", d.key_prefix),
-            embedding_service_url=env_str(env, "EMBEDDING_SERVICE_URL", d.embedding_service_url),
-            embedding_grpc_target=env_str(env, "EMBEDDING_GRPC_TARGET", d.embedding_grpc_target),
-            service_key=env_str(env, "INGESTION_SERVICE_KEY", ""),
-            callback_queue=env_str(env, "EMBEDDING_CALLBACK_QUEUE", d.callback_queue),
-            max_upload_bytes=env_int(
-                env, "INGESTION_MAX_UPLOAD_BYTES", d.max_upload_bytes, minimum=1
-            ),
-            default_model=env_str(env, "INGESTION_DEFAULT_MODEL", d.default_model),
-            chunk_tokens=env_int(env, "INGESTION_CHUNK_TOKENS", d.chunk_tokens, minimum=16),
-            overlap_tokens=env_int(env, "INGESTION_OVERLAP_TOKENS", d.overlap_tokens),
-            request_chunks=env_int(env, "INGESTION_REQUEST_CHUNKS", d.request_chunks, minimum=1),
-            request_timeout_s=env_float(env, "INGESTION_REQUEST_TIMEOUT_S", d.request_timeout_s),
-            consumer_name=env_str(env, "INGESTION_WORKER_NAME", d.consumer_name),
-            claim_idle_ms=env_int(env, "INGESTION_CLAIM_IDLE_MS", d.claim_idle_ms, minimum=100),
-            max_deliveries=env_int(env, "INGESTION_MAX_DELIVERIES", d.max_deliveries, minimum=1),
-            keys=KeyStore.from_env(env),
-            log_level=env_str(env, "LOG_LEVEL", d.log_level),
-        )
+        return read_env(cls, environ, keys=KeyStore.from_env(environ))

@@ -14,6 +14,8 @@ from embedding.providers.local import LocalOnnxProvider, model_files
 from embedding.settings import EmbeddingSettings, ModelSpec
 from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.envconfig import ConfigError
+from gateway.settings import GatewaySettings
+from ingestion.settings import IngestionSettings
 from tests.support.jobs import SENTENCES
 from tests.support.processes import REPO
 
@@ -27,9 +29,9 @@ def test_defaults_serve_the_bundled_local_model() -> None:
 @pytest.mark.parametrize(
     ("env", "says"),
     [
-        ({"EMBEDDING_GRPC_PORT": "fifty"}, "EMBEDDING_GRPC_PORT must be an integer"),
-        ({"EMBEDDING_MAX_DELIVERIES": "0"}, "EMBEDDING_MAX_DELIVERIES must be >= 1"),
-        ({"EMBEDDING_RETRY_BASE_S": "soon"}, "EMBEDDING_RETRY_BASE_S must be a number"),
+        ({"EMBEDDING_GRPC_PORT": "fifty"}, "EMBEDDING_GRPC_PORT: input should be a valid integer"),
+        ({"EMBEDDING_MAX_DELIVERIES": "0"}, "EMBEDDING_MAX_DELIVERIES: input should be greater"),
+        ({"EMBEDDING_RETRY_BASE_S": "soon"}, "EMBEDDING_RETRY_BASE_S: input should be a valid"),
         ({"EMBEDDING_MODELS": "[{"}, "EMBEDDING_MODELS is not valid JSON"),
         ({"EMBEDDING_MODELS": "[]"}, "non-empty JSON list"),
         (
@@ -46,6 +48,20 @@ def test_a_bad_setting_is_named(env: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigError) as caught:
         EmbeddingSettings.from_env(env)
     assert says in str(caught.value)
+
+
+def test_every_bad_setting_is_named_at_once_and_empty_means_the_default() -> None:
+    env = {"GATEWAY_PORT": "99999", "GATEWAY_REQUEST_TIMEOUT_S": "0", "GATEWAY_HOST": " "}
+    with pytest.raises(ConfigError) as caught:
+        GatewaySettings.from_env(env)
+    assert str(caught.value) == (
+        "GATEWAY_PORT: input should be less than or equal to 65535 (got '99999'); "
+        "GATEWAY_REQUEST_TIMEOUT_S: input should be greater than or equal to 0.001 (got '0')"
+    )
+    settings = IngestionSettings.from_env({"DATABASE_URL": "postgresql://db", "INGESTION_PORT": ""})
+    assert settings.port == 8090 and settings.database_url == "postgresql://db"
+    worker = EmbeddingSettings.from_env({"EMBEDDING_CLAIM_IDLE_MS": "5000"}).worker
+    assert worker.claim_idle_ms == 5000 and worker.max_deliveries == 5
 
 
 def test_an_openai_key_is_read_from_its_variable_and_never_printed() -> None:
@@ -70,7 +86,9 @@ def test_bad_configuration_exits_with_a_message_not_a_traceback() -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "configuration error: EMBEDDING_GRPC_PORT must be an integer" in done.stderr
+    assert "configuration error: EMBEDDING_GRPC_PORT: input should be a valid integer" in (
+        done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 

@@ -1,6 +1,6 @@
 """The callback JSON the worker pushes onto a job's `callback_queue`.
 
-Field names are the seed's (EmbeddingCallback in protos/embedpipe/embedding/v1/callback.proto
+Field names are the contract's (EmbeddingCallback in protos/embedpipe/embedding/v1/callback.proto
 documents them); `docs/contracts.md` shows examples and `docs/callback.schema.json` is the
 JSON Schema. The JSON is written directly rather than through protobuf's json_format:
 that would print float vectors through slow pure-Python paths and drop empty strings.

@@ -1,1 +1,1 @@
-"""The HTTP gateway: POST /api/v1/embeddings/generate translated into gRPC calls (issue 3)."""
+"""The HTTP gateway: POST /api/v1/embeddings/generate translated into gRPC calls ."""

@@ -92,7 +92,10 @@ def _schemas() -> dict[str, Schema]:
                 "task_id",
                 "callback_queue",
             ],
-            description="The seed's EmbeddingRequestAction (docs/contracts.md).",
+            description=(
+                "An embedding job: chunks of one document and where its callback goes "
+                "(docs/contracts.md)."
+            ),
         ),
         "GenerateAccepted": obj(
             {

@@ -1,1 +1,1 @@
-"""The Ingestion Service: documents in, vectors in pgvector, live progress, search (issue 4)."""
+"""The Ingestion Service: documents in, vectors in pgvector, live progress, search."""

@@ -1,4 +1,4 @@
-"""`_handle_embedding_callback`: the seed's callbacks, consumed reliably.
+"""The embedding callbacks (docs/contracts.md), consumed reliably.
 
 Callbacks are moved (BLMOVE) from `EMBEDDING_CALLBACK_QUEUE` into this consumer's own
 processing list and removed from it only after their effect is stored, so a crash loses
@@ -37,7 +37,7 @@ STORE_RETRY_S = 1.0
 
 
 class MalformedCallbackError(ValueError):
-    """A callback that is not the seed's JSON."""
+    """A callback that is not the contract's JSON."""
 
 
 #: The largest magnitude a vector component may have: pgvector stores 32-bit floats.
@@ -83,7 +83,7 @@ def _check_embeddings(embeddings: object) -> None:
 
 
 def parse_callback(raw: bytes) -> dict[str, Any]:
-    """The callback as a dict with the seed's fields checked; MalformedCallbackError if not.
+    """The callback as a dict with the contract's fields checked; MalformedCallbackError if not.
 
     Any input either parses or raises MalformedCallbackError naming the problem, never
     another exception: a callback that crashed the parser would be retried forever.
@@ -268,7 +268,7 @@ class CallbackConsumer:
         await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]
 
     async def handle_embedding_callback(self, body: dict[str, Any]) -> None:
-        """The seed's `_handle_embedding_callback`: store vectors or fail the task."""
+        """Apply one callback: store its vectors, or fail the task."""
         tenant, task_id = body["tenant_id"], body["task_id"]
         if body["status"] == "error":
             failed = await store.fail_task(

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from embedpipe.streams import JobStreamKeys
+
 #: Consumer group of the embedding workers on the job stream.
 WORKER_GROUP = "embedding-workers"
 
 
 @dataclass(frozen=True)
-class EmbeddingKeys:
-    """Key names under one prefix (`EMBEDDING_KEY_PREFIX`, default "embedding")."""
+class EmbeddingKeys(JobStreamKeys):
+    """Key names under one prefix (`EMBEDDING_KEY_PREFIX`, default "embedding"): the job
+    stream of accepted jobs, its dead-letter stream (inspect and re-drive from there), and:"""
 
     prefix: str = "embedding"
-
-    @property
-    def jobs(self) -> str:
-        """Stream of accepted jobs; entries are deleted once acknowledged, never trimmed."""
-        return f"{self.prefix}:jobs"
-
-    @property
-    def dead_letter(self) -> str:
-        """Stream of jobs given up on, with the reason; inspect and re-drive from here."""
-        return f"{self.prefix}:jobs:dead"
 
     def dedupe(self, fingerprint: str) -> str:
         """String `<job_id> <accepted_ms>` for a request fingerprint (idempotent accept)."""

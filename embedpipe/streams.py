@@ -26,6 +26,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class JobStreamKeys:
+    """The keys of a service's job stream, under its key prefix: the stream of jobs
+    (entries are deleted once acknowledged, never trimmed) and the dead-letter stream of
+    jobs given up on. Each service's keys module adds its own."""
+
+    prefix: str
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}:jobs:dead"
+
+
+@dataclass(frozen=True)
 class StreamEntry:
     """One entry, with the number of times it has been delivered (1 on first read)."""
 

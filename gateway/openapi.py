@@ -9,30 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from embedpipe.http.openapi import (
-    AUTHENTICATED,
-    GOOGLE_ERROR,
-    Schema,
-    array,
-    boolean,
-    free_object,
-    google_error,
-    integer,
-    json_content,
-    nullable,
-    obj,
-    openapi_document,
-    openapi_handler,
-    openapi_path,
-    probe_paths,
-    probe_schemas,
-    public_operation,
-    ref,
-    response,
-    security_schemes,
-    string,
-    timestamp,
-)
+from embedpipe.http import openapi as spec
 from gateway.upstream import TIMEOUT_HEADER
 
 API_VERSION = "0.1.0"
@@ -60,26 +37,28 @@ CALL_ERRORS = (400, 401, 429, 503, 504)
 # --- components -------------------------------------------------------------------------
 
 
-def _schemas() -> dict[str, Schema]:
+def _schemas() -> dict[str, spec.Schema]:
     required_id = "Required; non-empty."
     return {
-        "Chunk": obj(
+        "Chunk": spec.obj(
             {
-                "chunk_id": string("Unique within the request; non-empty."),
-                "text": string("The text to embed; non-empty, within the model's limits."),
-                "metadata": free_object("Passed through untouched."),
+                "chunk_id": spec.string("Unique within the request; non-empty."),
+                "text": spec.string("The text to embed; non-empty, within the model's limits."),
+                "metadata": spec.free_object("Passed through untouched."),
             },
             required=["chunk_id", "text"],
         ),
-        "GenerateRequest": obj(
+        "GenerateRequest": spec.obj(
             {
-                "document_id": string(required_id),
-                "collection_id": string(required_id),
-                "tenant_id": string("Must be the API key's tenant."),
-                "chunks": array(ref("Chunk"), "1 to EMBEDDING_MAX_CHUNKS chunks.", minItems=1),
-                "model": string("A served model (GET /v1/models); empty means the default."),
-                "task_id": string(required_id),
-                "callback_queue": string(
+                "document_id": spec.string(required_id),
+                "collection_id": spec.string(required_id),
+                "tenant_id": spec.string("Must be the API key's tenant."),
+                "chunks": spec.array(
+                    spec.ref("Chunk"), "1 to EMBEDDING_MAX_CHUNKS chunks.", minItems=1
+                ),
+                "model": spec.string("A served model (GET /v1/models); empty means the default."),
+                "task_id": spec.string(required_id),
+                "callback_queue": spec.string(
                     "Redis list the callback is pushed onto; must match "
                     "EMBEDDING_CALLBACK_QUEUE_PATTERN (e.g. ingestion:callbacks:embedding)."
                 ),
@@ -97,14 +76,14 @@ def _schemas() -> dict[str, Schema]:
                 "(docs/contracts.md)."
             ),
         ),
-        "GenerateAccepted": obj(
+        "GenerateAccepted": spec.obj(
             {
-                "job_id": string("The job's id; the callback carries it too."),
-                "task_id": string("The request's task_id."),
-                "status": string(enum=["accepted"]),
-                "accepted_at": timestamp("When the job was first accepted (UTC)."),
-                "chunk_count": integer(minimum=1),
-                "deduplicated": boolean(
+                "job_id": spec.string("The job's id; the callback carries it too."),
+                "task_id": spec.string("The request's task_id."),
+                "status": spec.string(enum=["accepted"]),
+                "accepted_at": spec.timestamp("When the job was first accepted (UTC)."),
+                "chunk_count": spec.integer(minimum=1),
+                "deduplicated": spec.boolean(
                     "True if the same request was accepted before (same job_id)."
                 ),
             },
@@ -117,18 +96,18 @@ def _schemas() -> dict[str, Schema]:
                 "deduplicated",
             ],
         ),
-        GOOGLE_ERROR: google_error(
+        spec.GOOGLE_ERROR: spec.google_error(
             "Google's JSON error format.",
             status="The google.rpc.Code name, e.g. INVALID_ARGUMENT.",
         ),
-        OPENAI: obj(
+        OPENAI: spec.obj(
             {
-                "error": obj(
+                "error": spec.obj(
                     {
-                        "message": string(),
-                        "type": string("e.g. invalid_request_error, authentication_error."),
-                        "param": nullable(string("The bad field.")),
-                        "code": nullable(string()),
+                        "message": spec.string(),
+                        "type": spec.string("e.g. invalid_request_error, authentication_error."),
+                        "param": spec.nullable(spec.string("The bad field.")),
+                        "code": spec.nullable(spec.string()),
                     },
                     required=["message", "type", "param", "code"],
                 )
@@ -136,54 +115,54 @@ def _schemas() -> dict[str, Schema]:
             required=["error"],
             description="OpenAI's error format.",
         ),
-        "EmbeddingsRequest": obj(
+        "EmbeddingsRequest": spec.obj(
             {
                 "input": {
-                    "oneOf": [string(), array(string())],
+                    "oneOf": [spec.string(), spec.array(spec.string())],
                     "description": "Text or texts to embed (token arrays are not supported).",
                 },
-                "model": string(),
-                "dimensions": integer("Fewer dimensions, if the model supports it."),
-                "encoding_format": string(enum=["float", "base64"], default="float"),
+                "model": spec.string(),
+                "dimensions": spec.integer("Fewer dimensions, if the model supports it."),
+                "encoding_format": spec.string(enum=["float", "base64"], default="float"),
             },
             required=["input", "model"],
         ),
-        "EmbeddingsResponse": obj(
+        "EmbeddingsResponse": spec.obj(
             {
-                "object": string(enum=["list"]),
-                "data": array(
-                    obj(
+                "object": spec.string(enum=["list"]),
+                "data": spec.array(
+                    spec.obj(
                         {
-                            "object": string(enum=["embedding"]),
-                            "index": integer(minimum=0),
+                            "object": spec.string(enum=["embedding"]),
+                            "index": spec.integer(minimum=0),
                             "embedding": {
                                 "oneOf": [
-                                    array({"type": "number"}),
-                                    string("Little-endian float32 bytes, base64."),
+                                    spec.array({"type": "number"}),
+                                    spec.string("Little-endian float32 bytes, base64."),
                                 ]
                             },
                         },
                         required=["object", "index", "embedding"],
                     )
                 ),
-                "model": string(),
-                "usage": obj(
-                    {"prompt_tokens": integer(), "total_tokens": integer()},
+                "model": spec.string(),
+                "usage": spec.obj(
+                    {"prompt_tokens": spec.integer(), "total_tokens": spec.integer()},
                     required=["prompt_tokens", "total_tokens"],
                 ),
             },
             required=["object", "data", "model", "usage"],
         ),
-        "ModelList": obj(
+        "ModelList": spec.obj(
             {
-                "object": string(enum=["list"]),
-                "data": array(
-                    obj(
+                "object": spec.string(enum=["list"]),
+                "data": spec.array(
+                    spec.obj(
                         {
-                            "id": string(),
-                            "object": string(enum=["model"]),
-                            "created": integer(),
-                            "owned_by": string(),
+                            "id": spec.string(),
+                            "object": spec.string(enum=["model"]),
+                            "created": spec.integer(),
+                            "owned_by": spec.string(),
                         },
                         required=["id", "object", "created", "owned_by"],
                     )
@@ -191,28 +170,30 @@ def _schemas() -> dict[str, Schema]:
             },
             required=["object", "data"],
         ),
-        **probe_schemas(["embedding"]),
+        **spec.probe_schemas(["embedding"]),
     }
 
 
-def _error_responses() -> dict[str, Schema]:
+def _error_responses() -> dict[str, spec.Schema]:
     """`GoogleError400`, `OpenAIError429`, ...: every error status in both shapes."""
     responses = {}
-    for style in (GOOGLE_ERROR, OPENAI):
+    for style in (spec.GOOGLE_ERROR, OPENAI):
         for status, reason in ERROR_REASONS.items():
-            headers = {"Retry-After": ref("RetryAfter", "headers")} if status in RETRY_AFTER else {}
-            responses[f"{style}{status}"] = response(reason, ref(style), **headers)
+            headers = (
+                {"Retry-After": spec.ref("RetryAfter", "headers")} if status in RETRY_AFTER else {}
+            )
+            responses[f"{style}{status}"] = spec.response(reason, spec.ref(style), **headers)
     return responses
 
 
-def _components() -> Schema:
+def _components() -> spec.Schema:
     return {
         "schemas": _schemas(),
         "responses": _error_responses(),
         "headers": {
             "RetryAfter": {
                 "description": "Seconds to wait before retrying.",
-                "schema": integer(minimum=1),
+                "schema": spec.integer(minimum=1),
             }
         },
         "parameters": {
@@ -224,7 +205,7 @@ def _components() -> Schema:
                 "schema": {"type": "number", "exclusiveMinimum": 0},
             }
         },
-        "securitySchemes": security_schemes("An API key."),
+        "securitySchemes": spec.security_schemes("An API key."),
     }
 
 
@@ -237,39 +218,39 @@ def upstream_operation(
     *,
     tag: str,
     style: str,
-    ok: tuple[int, Schema],
+    ok: tuple[int, spec.Schema],
     errors: Iterable[int],
-    body: Schema | None = None,
-) -> Schema:
+    body: spec.Schema | None = None,
+) -> spec.Schema:
     """An authenticated route that calls the embedding server, with its error responses."""
     status, ok_response = ok
     responses = {str(status): ok_response}
-    responses |= {str(code): ref(f"{style}{code}", "responses") for code in sorted(errors)}
-    responses["default"] = response("Any other error, in the same shape.", ref(style))
-    operation: Schema = {
+    responses |= {str(code): spec.ref(f"{style}{code}", "responses") for code in sorted(errors)}
+    responses["default"] = spec.response("Any other error, in the same shape.", spec.ref(style))
+    operation: spec.Schema = {
         "operationId": operation_id,
         "summary": summary,
         "tags": [tag],
-        "security": AUTHENTICATED,
-        "parameters": [ref("RequestTimeout", "parameters")],
+        "security": spec.AUTHENTICATED,
+        "parameters": [spec.ref("RequestTimeout", "parameters")],
         "responses": responses,
     }
     if body is not None:
-        operation["requestBody"] = {"required": True, "content": json_content(body)}
+        operation["requestBody"] = {"required": True, "content": spec.json_content(body)}
     return operation
 
 
-def _paths() -> dict[str, Schema]:
+def _paths() -> dict[str, spec.Schema]:
     return {
         "/api/v1/embeddings/generate": {
             "post": upstream_operation(
                 "generateEmbeddings",
                 "Accept an embedding job; the vectors arrive later on callback_queue.",
                 tag="embeddings",
-                style=GOOGLE_ERROR,
-                ok=(202, response("Accepted.", ref("GenerateAccepted"))),
+                style=spec.GOOGLE_ERROR,
+                ok=(202, spec.response("Accepted.", spec.ref("GenerateAccepted"))),
                 errors=(*BODY_ERRORS, 403),
-                body=ref("GenerateRequest"),
+                body=spec.ref("GenerateRequest"),
             )
         },
         "/v1/embeddings": {
@@ -278,9 +259,9 @@ def _paths() -> dict[str, Schema]:
                 "Embed texts now (OpenAI-compatible).",
                 tag="openai",
                 style=OPENAI,
-                ok=(200, response("The embeddings.", ref("EmbeddingsResponse"))),
+                ok=(200, spec.response("The embeddings.", spec.ref("EmbeddingsResponse"))),
                 errors=BODY_ERRORS,
-                body=ref("EmbeddingsRequest"),
+                body=spec.ref("EmbeddingsRequest"),
             )
         },
         "/v1/models": {
@@ -289,30 +270,30 @@ def _paths() -> dict[str, Schema]:
                 "The served models (OpenAI-compatible).",
                 tag="openai",
                 style=OPENAI,
-                ok=(200, response("The models.", ref("ModelList"))),
+                ok=(200, spec.response("The models.", spec.ref("ModelList"))),
                 errors=CALL_ERRORS,
             )
         },
-        **probe_paths("the embedding server serves and Redis answers."),
+        **spec.probe_paths("the embedding server serves and Redis answers."),
         "/metrics": {
-            "get": public_operation(
+            "get": spec.public_operation(
                 "metrics",
                 "Prometheus metrics (OpenMetrics if asked for in Accept).",
                 {
                     200: {
                         "description": "Prometheus text exposition format.",
-                        "content": {"text/plain": {"schema": string()}},
+                        "content": {"text/plain": {"schema": spec.string()}},
                     }
                 },
             )
         },
-        **openapi_path(),
+        **spec.openapi_path(),
     }
 
 
-def document() -> Schema:
+def document() -> spec.Schema:
     """The OpenAPI document, built afresh (it is small)."""
-    return openapi_document(
+    return spec.openapi_document(
         title="embedpipe gateway",
         version=API_VERSION,
         description="HTTP face of the embedpipe Embedding Service.",
@@ -327,4 +308,4 @@ def document() -> Schema:
 
 
 #: `GET /openapi.json`.
-openapi_json = openapi_handler(document)
+openapi_json = spec.openapi_handler(document)

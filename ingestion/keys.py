@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from embedpipe.streams import JobStreamKeys
+
 WORKER_GROUP = "ingestion-workers"
 
 
 @dataclass(frozen=True)
-class IngestionKeys:
+class IngestionKeys(JobStreamKeys):
+    """Key names under one prefix (`INGESTION_KEY_PREFIX`, default "ingestion"): the job
+    stream of extracted documents waiting to be chunked and embedded, its dead-letter
+    stream, and:"""
+
     prefix: str = "ingestion"
-
-    @property
-    def jobs(self) -> str:
-        """Stream of extracted documents waiting to be chunked and embedded."""
-        return f"{self.prefix}:jobs"
-
-    @property
-    def dead_letter(self) -> str:
-        return f"{self.prefix}:jobs:dead"
 
     def processing(self, consumer: str) -> str:
         """A consumer's in-flight callbacks (BLMOVE target), emptied once stored."""

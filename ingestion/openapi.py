@@ -11,29 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from embedpipe.http.openapi import (
-    AUTHENTICATED,
-    GOOGLE_ERROR,
-    Schema,
-    array,
-    boolean,
-    free_object,
-    google_error,
-    integer,
-    json_content,
-    nullable,
-    obj,
-    openapi_document,
-    openapi_handler,
-    openapi_path,
-    probe_paths,
-    probe_schemas,
-    ref,
-    response,
-    security_schemes,
-    string,
-    timestamp,
-)
+from embedpipe.http import openapi as spec
 from embedpipe.task_status import TaskStatus
 from ingestion.collections_api import ID_PATTERN
 from ingestion.search_api import MAX_TOP_K
@@ -68,9 +46,9 @@ ERROR_REASONS: dict[int, str] = {
 # --- responses ---------------------------------------------------------------------------
 
 
-def error(status: int, description: str = "") -> Schema:
+def error(status: int, description: str = "") -> spec.Schema:
     """The shared error response of `status`, with a reason specific to the route if given."""
-    reference = ref(f"Error{status}", "responses")
+    reference = spec.ref(f"Error{status}", "responses")
     return {**reference, "description": description} if description else reference
 
 
@@ -78,29 +56,29 @@ def error(status: int, description: str = "") -> Schema:
 
 
 ID_RULE = "1-128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit."
-ID_SCHEMA = string(pattern=f"^{ID_PATTERN.pattern}$")
+ID_SCHEMA = spec.string(pattern=f"^{ID_PATTERN.pattern}$")
 
 
-def _id(what: str) -> Schema:
+def _id(what: str) -> spec.Schema:
     """An id in an answer."""
-    return string(f"The {what}'s id.")
+    return spec.string(f"The {what}'s id.")
 
 
-def _new_id(description: str) -> Schema:
+def _new_id(description: str) -> spec.Schema:
     """An id a client chooses, with its rule."""
     return {**ID_SCHEMA, "description": f"{description} {ID_RULE}"}
 
 
-def _collection_properties() -> dict[str, Schema]:
+def _collection_properties() -> dict[str, spec.Schema]:
     return {
-        "tenant_id": string("The API key's tenant."),
+        "tenant_id": spec.string("The API key's tenant."),
         "collection_id": _id("collection"),
-        "model": string("The embedding model of every vector of the collection."),
-        "dimensions": integer("The model's vector size.", minimum=1),
-        "chunk_tokens": integer("Tokens per chunk.", minimum=16),
-        "overlap_tokens": integer("Tokens shared by neighbouring chunks.", minimum=0),
-        "metadata": free_object("The metadata given at creation."),
-        "created_at": timestamp("When the collection was created."),
+        "model": spec.string("The embedding model of every vector of the collection."),
+        "dimensions": spec.integer("The model's vector size.", minimum=1),
+        "chunk_tokens": spec.integer("Tokens per chunk.", minimum=16),
+        "overlap_tokens": spec.integer("Tokens shared by neighbouring chunks.", minimum=0),
+        "metadata": spec.free_object("The metadata given at creation."),
+        "created_at": spec.timestamp("When the collection was created."),
     }
 
 
@@ -158,56 +136,58 @@ EVENT_FIELDS = (
 )
 
 
-def _task_properties() -> dict[str, Schema]:
+def _task_properties() -> dict[str, spec.Schema]:
     return {
-        "task_id": string("The task's id."),
+        "task_id": spec.string("The task's id."),
         "collection_id": _id("collection"),
         "document_id": _id("document"),
-        "status": ref("TaskStatus"),
-        "progress": integer("Rough progress in percent.", minimum=0, maximum=100),
-        "chunks_total": integer("Chunks of the document (0 until chunked).", minimum=0),
-        "chunks_embedded": integer("Chunks whose vectors are stored.", minimum=0),
-        "error_code": nullable(
-            string(
+        "status": spec.ref("TaskStatus"),
+        "progress": spec.integer("Rough progress in percent.", minimum=0, maximum=100),
+        "chunks_total": spec.integer("Chunks of the document (0 until chunked).", minimum=0),
+        "chunks_embedded": spec.integer("Chunks whose vectors are stored.", minimum=0),
+        "error_code": spec.nullable(
+            spec.string(
                 "Why the task failed, for programs: an ingestion code (e.g. "
                 "UNPROCESSABLE, EMBEDDING_FAILED) or the embedding callback's error_code."
             )
         ),
-        "error_message": nullable(string("Why the task failed, for people.")),
+        "error_message": spec.nullable(spec.string("Why the task failed, for people.")),
     }
 
 
-def _schemas() -> dict[str, Schema]:
+def _schemas() -> dict[str, spec.Schema]:
     task = _task_properties()
     return {
-        "CollectionCreate": obj(
+        "CollectionCreate": spec.obj(
             {
                 "collection_id": _new_id("The collection's id, unique for the tenant."),
-                "model": string(
+                "model": spec.string(
                     "A model the embedding server serves; default INGESTION_DEFAULT_MODEL."
                 ),
-                "chunk_tokens": integer(
+                "chunk_tokens": spec.integer(
                     "Tokens per chunk: 16 up to the model's input window less 2; default "
                     "INGESTION_CHUNK_TOKENS, lowered to fit the model.",
                     minimum=16,
                 ),
-                "overlap_tokens": integer(
+                "overlap_tokens": spec.integer(
                     "Tokens shared by neighbouring chunks: 0 up to half of chunk_tokens; "
                     "default INGESTION_OVERLAP_TOKENS, lowered to fit.",
                     minimum=0,
                 ),
-                "metadata": free_object("Kept with the collection."),
+                "metadata": spec.free_object("Kept with the collection."),
             },
             required=["collection_id"],
         ),
-        "Collection": obj(_collection_properties(), required=COLLECTION_FIELDS),
-        "CollectionList": obj(
+        "Collection": spec.obj(_collection_properties(), required=COLLECTION_FIELDS),
+        "CollectionList": spec.obj(
             {
-                "collections": array(
-                    obj(
+                "collections": spec.array(
+                    spec.obj(
                         {
                             **_collection_properties(),
-                            "document_count": integer("Documents in the collection.", minimum=0),
+                            "document_count": spec.integer(
+                                "Documents in the collection.", minimum=0
+                            ),
                         },
                         required=[*COLLECTION_FIELDS, "document_count"],
                     ),
@@ -216,22 +196,22 @@ def _schemas() -> dict[str, Schema]:
             },
             required=["collections"],
         ),
-        "DocumentText": obj(
+        "DocumentText": spec.obj(
             {
-                "text": string("The document, as plain text."),
+                "text": spec.string("The document, as plain text."),
                 "document_id": _new_id(
                     "The document's id; a new one if absent. The same id again replaces the "
                     "document."
                 ),
-                "filename": string("Stored with the document; default document.txt."),
-                "metadata": free_object("Stored with the document and each of its chunks."),
+                "filename": spec.string("Stored with the document; default document.txt."),
+                "metadata": spec.free_object("Stored with the document and each of its chunks."),
             },
             required=["text"],
             description="A text document sent as JSON (stored as text/plain).",
         ),
-        "DocumentUpload": obj(
+        "DocumentUpload": spec.obj(
             {
-                "file": string(
+                "file": spec.string(
                     "The document: txt, md, html, pdf or docx. Its bytes, name and "
                     "Content-Type decide the format.",
                     contentMediaType="application/octet-stream",
@@ -240,7 +220,7 @@ def _schemas() -> dict[str, Schema]:
                     "The document's id; a new one if absent. The same id again replaces the "
                     "document."
                 ),
-                "metadata": string(
+                "metadata": spec.string(
                     "A JSON object, stored with the document and each of its chunks.",
                     contentMediaType="application/json",
                 ),
@@ -248,81 +228,89 @@ def _schemas() -> dict[str, Schema]:
             required=["file"],
             description="A file upload (multipart/form-data).",
         ),
-        "UploadAccepted": obj(
+        "UploadAccepted": spec.obj(
             {
-                "task_id": string(
+                "task_id": spec.string(
                     "The task that ingests the document; follow it with "
                     "GET /api/v1/tasks/{task_id} or the WebSocket."
                 ),
                 "document_id": _id("document"),
                 "collection_id": _id("collection"),
-                "status": ref("TaskStatus"),
+                "status": spec.ref("TaskStatus"),
             },
             required=["task_id", "document_id", "collection_id", "status"],
             description="The document was read and its text queued for chunking and embedding.",
         ),
-        "Document": obj(
+        "Document": spec.obj(
             {
-                "tenant_id": string("The API key's tenant."),
+                "tenant_id": spec.string("The API key's tenant."),
                 "collection_id": _id("collection"),
                 "document_id": _id("document"),
-                "filename": nullable(string("The uploaded file's name.")),
-                "content_type": nullable(string("The uploaded file's Content-Type.")),
-                "content_hash": nullable(string("Hash of the searchable version's text.")),
-                "metadata": free_object("The metadata given at upload."),
-                "status": string(
+                "filename": spec.nullable(spec.string("The uploaded file's name.")),
+                "content_type": spec.nullable(spec.string("The uploaded file's Content-Type.")),
+                "content_hash": spec.nullable(
+                    spec.string("Hash of the searchable version's text.")
+                ),
+                "metadata": spec.free_object("The metadata given at upload."),
+                "status": spec.string(
                     "completed once a version is searchable.",
                     enum=["pending", "completed", "failed"],
                 ),
-                "chunk_count": integer("Searchable chunks.", minimum=0),
-                "current_task_id": nullable(
-                    string("The task whose chunks are the searchable ones.")
+                "chunk_count": spec.integer("Searchable chunks.", minimum=0),
+                "current_task_id": spec.nullable(
+                    spec.string("The task whose chunks are the searchable ones.")
                 ),
-                "created_at": timestamp("When the document was first uploaded."),
-                "updated_at": timestamp("When the document last changed."),
+                "created_at": spec.timestamp("When the document was first uploaded."),
+                "updated_at": spec.timestamp("When the document last changed."),
             },
             required=DOCUMENT_FIELDS,
         ),
-        "DocumentList": obj(
-            {"documents": array(ref("Document"), "The collection's documents, by document_id.")},
+        "DocumentList": spec.obj(
+            {
+                "documents": spec.array(
+                    spec.ref("Document"), "The collection's documents, by document_id."
+                )
+            },
             required=["documents"],
         ),
-        "TaskStatus": string(
+        "TaskStatus": spec.string(
             "pending → extracting → chunking → embedding → storing → completed; unchanged "
             "when the text is the stored version's; failed with error_code and error_message.",
             enum=list(TASK_STATUSES),
         ),
-        "Task": obj(
+        "Task": spec.obj(
             {
-                "tenant_id": string("The API key's tenant."),
+                "tenant_id": spec.string("The API key's tenant."),
                 **task,
-                "content_hash": nullable(string("Hash of the chunked text.")),
-                "created_at": timestamp("When the upload was accepted."),
-                "updated_at": timestamp("When the task last changed."),
-                "finished_at": nullable(timestamp("When the task completed or failed.")),
+                "content_hash": spec.nullable(spec.string("Hash of the chunked text.")),
+                "created_at": spec.timestamp("When the upload was accepted."),
+                "updated_at": spec.timestamp("When the task last changed."),
+                "finished_at": spec.nullable(spec.timestamp("When the task completed or failed.")),
             },
             required=TASK_FIELDS,
         ),
-        "SearchRequest": obj(
+        "SearchRequest": spec.obj(
             {
-                "query": string("The text to search for; non-empty.", minLength=1),
-                "top_k": integer("How many chunks.", minimum=1, maximum=MAX_TOP_K, default=5),
-                "filter": free_object(
+                "query": spec.string("The text to search for; non-empty.", minLength=1),
+                "top_k": spec.integer("How many chunks.", minimum=1, maximum=MAX_TOP_K, default=5),
+                "filter": spec.free_object(
                     'Metadata values the chunks must have (JSON containment, e.g. {"lang": "en"}).'
                 ),
             },
             required=["query"],
         ),
-        "SearchResults": obj(
+        "SearchResults": spec.obj(
             {
-                "results": array(
-                    obj(
+                "results": spec.array(
+                    spec.obj(
                         {
                             "document_id": _id("document"),
-                            "chunk_id": string("Stable id of the chunk in its document."),
-                            "position": integer("The chunk's place in the document.", minimum=0),
-                            "text": string("The chunk's text."),
-                            "metadata": free_object(
+                            "chunk_id": spec.string("Stable id of the chunk in its document."),
+                            "position": spec.integer(
+                                "The chunk's place in the document.", minimum=0
+                            ),
+                            "text": spec.string("The chunk's text."),
+                            "metadata": spec.free_object(
                                 "The document's metadata with the chunk's own (e.g. headings)."
                             ),
                             "score": {
@@ -341,36 +329,36 @@ def _schemas() -> dict[str, Schema]:
                     ),
                     "The nearest searchable chunks, nearest first.",
                 ),
-                "model": string("The model that embedded the query."),
+                "model": spec.string("The model that embedded the query."),
             },
             required=["results", "model"],
         ),
-        "SocketCommand": obj(
+        "SocketCommand": spec.obj(
             {
-                "action": string(enum=["subscribe", "unsubscribe"]),
-                "task_id": string("One task of the tenant."),
-                "all": boolean("true: every task of the tenant."),
+                "action": spec.string(enum=["subscribe", "unsubscribe"]),
+                "task_id": spec.string("One task of the tenant."),
+                "all": spec.boolean("true: every task of the tenant."),
             },
             required=["action"],
             description="A message a WebSocket client sends: a task_id, or all: true.",
         ),
-        "SocketReply": obj(
+        "SocketReply": spec.obj(
             {
-                "type": string(enum=["subscribed", "unsubscribed", "error"]),
-                "task_id": string("The task the reply is about."),
-                "all": boolean("The reply is about every task of the tenant."),
-                "status": integer("404 when the task is not found.", enum=[404]),
-                "message": string("What was wrong with the command (type error)."),
+                "type": spec.string(enum=["subscribed", "unsubscribed", "error"]),
+                "task_id": spec.string("The task the reply is about."),
+                "all": spec.boolean("The reply is about every task of the tenant."),
+                "status": spec.integer("404 when the task is not found.", enum=[404]),
+                "message": spec.string("What was wrong with the command (type error)."),
             },
             required=["type"],
             description="The server's answer to each SocketCommand.",
         ),
-        "TaskEvent": obj(
-            {"type": string(enum=["task"]), **task},
+        "TaskEvent": spec.obj(
+            {"type": spec.string(enum=["task"]), **task},
             required=EVENT_FIELDS,
             description="A task's state, sent on subscribing and on every change.",
         ),
-        GOOGLE_ERROR: google_error(
+        spec.GOOGLE_ERROR: spec.google_error(
             "Google's JSON error format (embedpipe/http/errors.py).",
             status="The status's name, e.g. INVALID_ARGUMENT, NOT_FOUND.",
             message="What went wrong, for people.",
@@ -379,15 +367,15 @@ def _schemas() -> dict[str, Schema]:
             field="The field at fault.",
             violation="What is wrong with it.",
         ),
-        **probe_schemas(["postgres", "redis"]),
+        **spec.probe_schemas(["postgres", "redis"]),
     }
 
 
-def _components() -> Schema:
+def _components() -> spec.Schema:
     return {
         "schemas": _schemas(),
         "responses": {
-            f"Error{status}": response(reason, ref(GOOGLE_ERROR))
+            f"Error{status}": spec.response(reason, spec.ref(spec.GOOGLE_ERROR))
             for status, reason in ERROR_REASONS.items()
         },
         "parameters": {
@@ -406,10 +394,10 @@ def _components() -> Schema:
                 "in": "path",
                 "required": True,
                 "description": "The task's id (from the upload's answer).",
-                "schema": string(),
+                "schema": spec.string(),
             }
         },
-        "securitySchemes": security_schemes("An API key; it decides the tenant of every id.")
+        "securitySchemes": spec.security_schemes("An API key; it decides the tenant of every id.")
         | {
             "queryKeyAuth": {
                 "type": "apiKey",
@@ -429,13 +417,13 @@ def operation(
     summary: str,
     *,
     tag: str,
-    ok: tuple[int, Schema],
+    ok: tuple[int, spec.Schema],
     errors: Mapping[int, str] | Iterable[int] = (),
     params: Iterable[str] = (),
-    body: Schema | None = None,
+    body: spec.Schema | None = None,
     description: str = "",
-    security: list[Schema] | None = None,
-) -> Schema:
+    security: list[spec.Schema] | None = None,
+) -> spec.Schema:
     """An authenticated route: its success, its errors (each with a reason for this route
     or the shared one), its path parameters and request body."""
     reasons = errors if isinstance(errors, Mapping) else dict.fromkeys(errors, "")
@@ -443,12 +431,14 @@ def operation(
     responses = {str(status): ok_response, "401": error(401)}
     responses |= {str(code): error(code, reason) for code, reason in reasons.items()}
     responses = dict(sorted(responses.items()))
-    responses["default"] = response("Any other error (500: internal error).", ref(GOOGLE_ERROR))
-    result: Schema = {"operationId": operation_id, "summary": summary}
+    responses["default"] = spec.response(
+        "Any other error (500: internal error).", spec.ref(spec.GOOGLE_ERROR)
+    )
+    result: spec.Schema = {"operationId": operation_id, "summary": summary}
     if description:
         result["description"] = description
-    result |= {"tags": [tag], "security": AUTHENTICATED if security is None else security}
-    if parameters := [ref(name, "parameters") for name in params]:
+    result |= {"tags": [tag], "security": spec.AUTHENTICATED if security is None else security}
+    if parameters := [spec.ref(name, "parameters") for name in params]:
         result["parameters"] = parameters
     if body is not None:
         result["requestBody"] = {"required": True, "content": body}
@@ -483,7 +473,7 @@ on every change of a subscribed task, from whichever API replica or worker made 
 go through Redis pub/sub)."""
 
 
-def _paths() -> dict[str, Schema]:
+def _paths() -> dict[str, spec.Schema]:
     collection = ("collection_id",)
     document = ("collection_id", "document_id")
     return {
@@ -492,7 +482,7 @@ def _paths() -> dict[str, Schema]:
                 "createCollection",
                 "Create a collection with its embedding model and chunking settings.",
                 tag="collections",
-                ok=(201, response("Created.", ref("Collection"))),
+                ok=(201, spec.response("Created.", spec.ref("Collection"))),
                 errors={
                     400: "A bad field, or a model the embedding server does not serve.",
                     409: "The tenant has a collection of that collection_id already.",
@@ -500,13 +490,13 @@ def _paths() -> dict[str, Schema]:
                     415: NOT_JSON,
                     503: "",
                 },
-                body=json_content(ref("CollectionCreate")),
+                body=spec.json_content(spec.ref("CollectionCreate")),
             ),
             "get": operation(
                 "listCollections",
                 "The tenant's collections, with their document counts.",
                 tag="collections",
-                ok=(200, response("The collections.", ref("CollectionList"))),
+                ok=(200, spec.response("The collections.", spec.ref("CollectionList"))),
             ),
         },
         "/api/v1/collections/{collection_id}": {
@@ -514,7 +504,7 @@ def _paths() -> dict[str, Schema]:
                 "getCollection",
                 "A collection.",
                 tag="collections",
-                ok=(200, response("The collection.", ref("Collection"))),
+                ok=(200, spec.response("The collection.", spec.ref("Collection"))),
                 errors={404: NO_COLLECTION},
                 params=collection,
             ),
@@ -522,7 +512,7 @@ def _paths() -> dict[str, Schema]:
                 "deleteCollection",
                 "Delete a collection with all its documents, chunks, vectors and tasks.",
                 tag="collections",
-                ok=(204, response("Deleted.")),
+                ok=(204, spec.response("Deleted.")),
                 errors={404: NO_COLLECTION},
                 params=collection,
             ),
@@ -537,7 +527,7 @@ def _paths() -> dict[str, Schema]:
                 "same document_id replaces the document once the new version is embedded "
                 "(unchanged text is not embedded again).",
                 tag="documents",
-                ok=(202, response("Accepted; follow the task.", ref("UploadAccepted"))),
+                ok=(202, spec.response("Accepted; follow the task.", spec.ref("UploadAccepted"))),
                 errors={
                     400: "A bad document_id or metadata, no `file` part, or no `text` string.",
                     404: NO_COLLECTION,
@@ -550,17 +540,17 @@ def _paths() -> dict[str, Schema]:
                 params=collection,
                 body={
                     "multipart/form-data": {
-                        "schema": ref("DocumentUpload"),
+                        "schema": spec.ref("DocumentUpload"),
                         "encoding": {"file": {"contentType": ", ".join(UPLOAD_MEDIA_TYPES)}},
                     },
-                    **json_content(ref("DocumentText")),
+                    **spec.json_content(spec.ref("DocumentText")),
                 },
             ),
             "get": operation(
                 "listDocuments",
                 "The collection's documents, with their status.",
                 tag="documents",
-                ok=(200, response("The documents.", ref("DocumentList"))),
+                ok=(200, spec.response("The documents.", spec.ref("DocumentList"))),
                 errors={404: NO_COLLECTION},
                 params=collection,
             ),
@@ -570,7 +560,7 @@ def _paths() -> dict[str, Schema]:
                 "getDocument",
                 "A document.",
                 tag="documents",
-                ok=(200, response("The document.", ref("Document"))),
+                ok=(200, spec.response("The document.", spec.ref("Document"))),
                 errors={404: "No such document in this tenant's collection."},
                 params=document,
             ),
@@ -578,7 +568,7 @@ def _paths() -> dict[str, Schema]:
                 "deleteDocument",
                 "Delete a document with its chunks and vectors.",
                 tag="documents",
-                ok=(204, response("Deleted.")),
+                ok=(204, spec.response("Deleted.")),
                 errors={404: "No such document in this tenant's collection."},
                 params=document,
             ),
@@ -588,7 +578,7 @@ def _paths() -> dict[str, Schema]:
                 "search",
                 "The chunks of the collection nearest to a query (cosine similarity).",
                 tag="search",
-                ok=(200, response("The nearest chunks.", ref("SearchResults"))),
+                ok=(200, spec.response("The nearest chunks.", spec.ref("SearchResults"))),
                 errors={
                     400: "An empty query, top_k outside 1-100, or a filter that is not an object.",
                     404: NO_COLLECTION,
@@ -597,7 +587,7 @@ def _paths() -> dict[str, Schema]:
                     503: "",
                 },
                 params=collection,
-                body=json_content(ref("SearchRequest")),
+                body=spec.json_content(spec.ref("SearchRequest")),
             )
         },
         "/api/v1/tasks/{task_id}": {
@@ -605,7 +595,7 @@ def _paths() -> dict[str, Schema]:
                 "getTask",
                 "A task: status, progress, chunk counts, timestamps, error.",
                 tag="tasks",
-                ok=(200, response("The task.", ref("Task"))),
+                ok=(200, spec.response("The task.", spec.ref("Task"))),
                 errors={404: "No such task for this tenant."},
                 params=("task_id",),
             )
@@ -616,25 +606,25 @@ def _paths() -> dict[str, Schema]:
                 "Live task events over a WebSocket.",
                 description=WEBSOCKET_PROTOCOL,
                 tag="tasks",
-                ok=(101, response("Switching Protocols: the WebSocket is open.")),
+                ok=(101, spec.response("Switching Protocols: the WebSocket is open.")),
                 errors={400: "Not a WebSocket handshake."},
-                security=[*AUTHENTICATED, {"queryKeyAuth": []}],
+                security=[*spec.AUTHENTICATED, {"queryKeyAuth": []}],
             )
             | {
                 "x-websocket-messages": {
-                    "send": ref("SocketCommand"),
-                    "receive": {"oneOf": [ref("SocketReply"), ref("TaskEvent")]},
+                    "send": spec.ref("SocketCommand"),
+                    "receive": {"oneOf": [spec.ref("SocketReply"), spec.ref("TaskEvent")]},
                 }
             }
         },
-        **probe_paths("PostgreSQL and Redis answer."),
-        **openapi_path(),
+        **spec.probe_paths("PostgreSQL and Redis answer."),
+        **spec.openapi_path(),
     }
 
 
-def document() -> Schema:
+def document() -> spec.Schema:
     """The OpenAPI document, built afresh (it is small)."""
-    return openapi_document(
+    return spec.openapi_document(
         title="embedpipe ingestion",
         version=API_VERSION,
         description="HTTP API of the embedpipe Ingestion Service: collections, document "
@@ -654,4 +644,4 @@ def document() -> Schema:
 
 
 #: `GET /openapi.json`.
-openapi_json = openapi_handler(document)
+openapi_json = spec.openapi_handler(document)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
 import shutil
@@ -43,8 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from bench.stats import percentile
 from tests.support import processes
+from tests.support.child_stack import ChildStack, start_child_stack
 
 GENERATE_PATH = "/api/v1/embeddings/generate"
 TENANT = "bench"
@@ -197,8 +198,7 @@ def run_collecting(args: list[str], timeout_s: float) -> str:
 @dataclass
 class Stack:
     redis_pid: int
-    embeddings: list[processes.Child]
-    gateway: processes.Child
+    services: ChildStack
     bare: processes.Child
     gateway_url: str
     bare_url: str
@@ -210,59 +210,27 @@ def start_stack(
     from embedpipe.auth import hash_key
     from embedpipe.redis_server import free_port
 
-    prefixes = ("EMBEDDING_", "REDIS_", "GATEWAY_", "EMBEDPIPE_")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    base.update(PYTHONPATH=str(processes.REPO), PYTHONUNBUFFERED="1", REDIS_URL=redis_url)
-    grpc_port, gateway_port, bare_port = free_port(), free_port(), free_port()
+    env = processes.service_env(
+        REDIS_URL=redis_url,
+        EMBEDPIPE_API_KEYS=f"{TENANT}:{hash_key(API_KEY)}",
+        EMBEDDING_RATE_LIMIT_PER_S="0",
+        EMBEDDING_MAX_BACKLOG="10000000",
+    )
     # Several server processes, each its own event loop, behind one round-robin target,
     # so one Python event loop is not the ceiling.
-    ports = [grpc_port, *(free_port() for _ in range(servers - 1))]
-    grpc_target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
-    embeddings = [
-        children.start(
-            f"embedding-{n + 1}",
-            [sys.executable, "-m", "embedding", "serve"],
-            {
-                **base,
-                "EMBEDDING_GRPC_PORT": str(port),
-                "EMBEDPIPE_API_KEYS": f"{TENANT}:{hash_key(API_KEY)}",
-                "EMBEDDING_RATE_LIMIT_PER_S": "0",
-                "EMBEDDING_MAX_BACKLOG": "10000000",
-            },
-        )
-        for n, port in enumerate(ports)
-    ]
-    gateway = children.start(
-        "gateway",
-        [sys.executable, "-m", "gateway"],
-        {**base, "GATEWAY_PORT": str(gateway_port), "EMBEDDING_GRPC_TARGET": grpc_target},
-    )
+    services = start_child_stack(children, env, embedding_servers=servers, gateway=True)
+    bare_port = free_port()
     bare = children.start(
         "bare",
         [sys.executable, "-m", "bench.gateway_throughput", "--bare-server", str(bare_port)],
-        base,
+        env,
     )
-    for embedding, port in zip(embeddings, ports, strict=True):
-        processes.wait_ready(
-            embedding,
-            functools.partial(processes.grpc_serving, f"127.0.0.1:{port}"),
-            "gRPC SERVING",
-        )
-    gateway_base = f"http://127.0.0.1:{gateway_port}"
     bare_base = f"http://127.0.0.1:{bare_port}"
-    processes.wait_ready(
-        gateway, lambda: processes.http_ready(gateway_base + "/readyz"), "GET /readyz 200"
-    )
     processes.wait_ready(
         bare, lambda: processes.http_ready(bare_base + "/readyz"), "GET /readyz 200"
     )
     return Stack(
-        redis_pid,
-        embeddings,
-        gateway,
-        bare,
-        gateway_base + GENERATE_PATH,
-        bare_base + GENERATE_PATH,
+        redis_pid, services, bare, services.gateway_url + GENERATE_PATH, bare_base + GENERATE_PATH
     )
 
 
@@ -458,15 +426,7 @@ def run_open_loop(url: str, rate: float, seconds: int, body_file: Path, tag: str
 # --- report ---------------------------------------------------------------------------
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def _codes(counts: dict[Any, int]) -> str:
-    return " ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])))
-
-
-def report(
+def print_report(
     args: argparse.Namespace,
     bare: WrkResult,
     gateway: WrkResult,
@@ -478,25 +438,25 @@ def report(
         f"phase 1: closed loop, wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
         f"{os.cpu_count()} CPUs shared by all processes"
     )
-    header = f"{'':<28}{'accepted/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'not 202':>9}  target"
-    print(header)
-    for name, r, target in (
-        ("bare aiohttp 202", bare, ""),
-        (
-            "gateway",
-            gateway,
-            f">= {ACCEPTED_TARGET:,.0f}/s  {_verdict(gateway.accepted_per_s >= ACCEPTED_TARGET)}",
-        ),
-    ):
-        print(
-            f"{name:<28}{r.accepted_per_s:>11.1f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
-            f"{r.not_accepted:>9}  {target}".rstrip()
-        )
-    print(f"{'ratio gateway/bare':<28}{ratio:>11.3f}")
+    met = gateway.accepted_per_s >= ACCEPTED_TARGET
+    report.table(
+        [
+            *(
+                (name, f"{r.accepted_per_s:10.1f}", f"{r.p50_ms:7.2f}", f"{r.p99_ms:7.2f}",
+                 f"{r.not_accepted:7}", target)
+                for name, r, target in (
+                    ("bare aiohttp 202", bare, ""),
+                    ("gateway", gateway, report.against(f">= {ACCEPTED_TARGET:,.0f}/s", met)),
+                )
+            ),
+            ("ratio gateway/bare", f"{ratio:10.3f}", "", "", "", ""),
+        ],
+        ("", "accepted/s", "p50 ms", "p99 ms", "not 202", "target"),
+    )  # fmt: skip
     for name, r in (("bare", bare), ("gateway", gateway)):
         other = {k: v for k, v in r.codes.items() if k != 202}
         if other or r.socket_errors:
-            print(f"  {name}: other statuses {_codes(other)} socket errors {r.socket_errors}")
+            print(f"  {name}: other statuses {report.codes(other)} socket errors {r.socket_errors}")
     accepted = gateway.codes.get(202, 0)
     if accepted:
         per = "  ".join(f"{k} {v / accepted * 1e6:.0f}" for k, v in gateway.cpu_s.items())
@@ -509,19 +469,20 @@ def report(
         f"phase 2: open loop at a fixed rate, {args.duration}s measured after {WARMUP_S}s, "
         "latency from the scheduled start"
     )
-    print(f"{'':<28}{'sent/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'not 202':>9}  target")
+    rows = []
     for name, o in fixed:
         target = ""
         if name.startswith("gateway") and o.rate == args.rate:
-            target = f"p99 <= {P99_TARGET_MS:.0f} ms  {_verdict(o.p99_ms <= P99_TARGET_MS)}"
-        print(
-            f"{name:<28}{o.send_rate:>11.1f}{o.p50_ms:>9.2f}{o.p99_ms:>9.2f}"
-            f"{o.not_accepted:>9}  {target}".rstrip()
-        )
+            target = report.against(f"p99 <= {P99_TARGET_MS:.0f} ms", o.p99_ms <= P99_TARGET_MS)
+        rows.append(
+            (name, f"{o.send_rate:10.1f}", f"{o.p50_ms:7.2f}", f"{o.p99_ms:7.2f}",
+             f"{o.not_accepted:7}", target)
+        )  # fmt: skip
+    report.table(rows, ("", "sent/s", "p50 ms", "p99 ms", "not 202", "target"))
     for name, o in fixed:
         refused = {k: v for k, v in o.statuses.items() if k != "202"}
         if refused:
-            print(f"  {name}: other statuses {_codes(refused)}")
+            print(f"  {name}: other statuses {report.codes(refused)}")
         if o.lag_p99_ms > 5.0:
             print(f"  {name}: the generator started late, p99 {o.lag_p99_ms:.1f} ms")
 
@@ -547,9 +508,10 @@ def bench(args: argparse.Namespace, wrk: str) -> int:
             stack = start_stack(children, server.url, server.process.pid, args.servers)
             print("servers ready", flush=True)
             run = f"b{os.getpid()}"
+            gateway_child = stack.services.named("gateway")
             watched = {
-                "gateway": stack.gateway.process.pid,
-                **{e.name: e.process.pid for e in stack.embeddings},
+                "gateway": gateway_child.process.pid,
+                **{e.name: e.process.pid for e in stack.services.embedding_servers},
                 "redis": stack.redis_pid,
             }
             bare = closed_loop(wrk, script, stack.bare_url, args, f"{run}-bare", {})
@@ -557,8 +519,8 @@ def bench(args: argparse.Namespace, wrk: str) -> int:
             gateway = closed_loop(wrk, script, stack.gateway_url, args, f"{run}-gw", watched)
             print(f"gateway: {gateway.accepted_per_s:.1f} accepted/s", flush=True)
             if not gateway.codes.get(202):
-                print(f"the gateway accepted nothing: {_codes(gateway.codes)}")
-                for child in (stack.gateway, *stack.embeddings):
+                print(f"the gateway accepted nothing: {report.codes(gateway.codes)}")
+                for child in (gateway_child, *stack.services.embedding_servers):
                     print(f"--- {child.name} log ---\n{child.tail()}")
                 return 1
 
@@ -574,7 +536,7 @@ def bench(args: argparse.Namespace, wrk: str) -> int:
                 )
                 print(f"{label}: p99 {result.p99_ms:.2f} ms", flush=True)
                 fixed.append((label, result))
-            report(args, bare, gateway, fixed)
+            print_report(args, bare, gateway, fixed)
         finally:
             children.stop_all()
             server.stop()

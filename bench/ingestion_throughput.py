@@ -47,9 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from bench.stats import percentile
 from embedpipe.postgres_server import PostgresServer
 from tests.support import processes
+from tests.support.child_stack import start_child_stack
 from tests.support.synthetic_text import SEED, make_documents, make_queries, make_sentence
 
 TENANT = "bench"
@@ -112,58 +114,29 @@ def start_stack(
     pg: PostgresServer,
 ) -> Stack:
     from embedpipe.auth import hash_key
-    from embedpipe.redis_server import free_port
 
-    database_url = pg.url
     postgres_pid = pg.pid
     assert postgres_pid is not None
-    prefixes = ("EMBEDDING_", "REDIS_", "GATEWAY_", "EMBEDPIPE_", "INGESTION_", "DATABASE_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    grpc_port, gateway_port, ingestion_port = free_port(), free_port(), free_port()
-    grpc_target = f"127.0.0.1:{grpc_port}"
-    env.update(
-        PYTHONPATH=str(processes.REPO),
-        PYTHONUNBUFFERED="1",
+    env = processes.service_env(
         REDIS_URL=redis_url,
-        DATABASE_URL=database_url,
+        DATABASE_URL=pg.url,
         EMBEDPIPE_API_KEYS=f"{TENANT}:{hash_key(TENANT_KEY)},*:{hash_key(SERVICE_KEY)}",
         INGESTION_SERVICE_KEY=SERVICE_KEY,
-        EMBEDDING_GRPC_PORT=str(grpc_port),
-        EMBEDDING_GRPC_TARGET=grpc_target,
         EMBEDDING_RATE_LIMIT_PER_S="0",
-        GATEWAY_PORT=str(gateway_port),
-        EMBEDDING_SERVICE_URL=f"http://127.0.0.1:{gateway_port}",
-        INGESTION_PORT=str(ingestion_port),
         EMBEDDING_WORKER_NAME="bench-embedding-worker",
         INGESTION_WORKER_NAME="bench-ingestion-worker",
     )
-    python = sys.executable
-    embedding = children.start("embedding-serve", [python, "-m", "embedding", "serve"], env)
-    worker = children.start("embedding-worker", [python, "-m", "embedding", "worker"], env)
-    gateway = children.start("gateway", [python, "-m", "gateway"], env)
-    api = children.start("ingestion-api", [python, "-m", "ingestion", "api"], env)
-    ingest = children.start("ingestion-worker", [python, "-m", "ingestion", "worker"], env)
-    gateway_url = f"http://127.0.0.1:{gateway_port}"
-    ingestion_url = f"http://127.0.0.1:{ingestion_port}"
-    processes.wait_ready(
-        embedding, lambda: processes.grpc_serving(grpc_target), "gRPC health SERVING"
-    )
-    processes.wait_ready(
-        gateway, lambda: processes.http_ready(gateway_url + "/readyz"), "GET /readyz 200"
-    )
-    processes.wait_ready(
-        api, lambda: processes.http_ready(ingestion_url + "/readyz"), "GET /readyz 200"
-    )
-    processes.wait_ready(
-        worker, lambda: b"worker started" in worker.log.read_bytes(), "'worker started'"
-    )
-    processes.wait_ready(
-        ingest,
-        lambda: b"callback consumer started" in ingest.log.read_bytes(),
-        "'callback consumer started'",
+    services = start_child_stack(
+        children, env, embedding_servers=1, embedding_workers=1, gateway=True, ingestion=True
     )
     return Stack(
-        workdir, children, redis_pid, postgres_pid, database_url, grpc_target, ingestion_url
+        workdir,
+        children,
+        redis_pid,
+        postgres_pid,
+        pg.url,
+        services.grpc_target,
+        services.ingestion_url,
     )
 
 
@@ -621,11 +594,7 @@ def run_search(stack: Stack, args: argparse.Namespace) -> SearchResult:
 # --- report ----------------------------------------------------------------------------
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def report(
+def print_report(
     args: argparse.Namespace, e2e: E2EResult, raw: RawResult, search: SearchResult | None
 ) -> None:
     e2e_cps = e2e.chunks / e2e.seconds if e2e.seconds else 0.0
@@ -637,7 +606,7 @@ def report(
         f"({e2e.chunking[0]}-{e2e.chunking[1]} per document, ~{raw.mean_tokens:.0f} tokens each), "
         f"{os.cpu_count()} CPUs shared by all processes"
     )
-    verdict = f">= {RATIO_TARGET:.2f}  {_verdict(ratio >= RATIO_TARGET)}"
+    verdict = report.against(f">= {RATIO_TARGET:.2f}", ratio >= RATIO_TARGET)
     rows = [
         ("e2e, upload -> last completed", f"{e2e_cps:8.1f} chunks/s", f"{e2e.seconds:.1f} s"),
         ("raw model, in-process", f"{raw_cps:8.1f} chunks/s", f"{raw.seconds:.1f} s"),
@@ -660,8 +629,7 @@ def report(
                 f"p99 {search.embed_p99_ms:.1f} ms",
             ),
         ]
-    for name, value, note in rows:
-        print(f"{name:<34}{value:<18}{note}".rstrip())
+    report.table(rows, ("", "measured", "target or note"))
     print(
         f"  e2e: uploads accepted after {e2e.uploads_s:.1f} s, first completed at "
         f"{e2e.first_completed_s:.1f} s"
@@ -749,7 +717,7 @@ def bench(args: argparse.Namespace) -> int:
             print(f"raw: {raw.chunks} chunks in {raw.seconds:.1f}s", flush=True)
 
             search = None if args.queries == 0 else run_search(stack, args)
-            report(args, e2e, raw, search)
+            print_report(args, e2e, raw, search)
             if args.keep_logs is not None:
                 print(f"  services' logs copied to {args.keep_logs}")
     finally:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench import report
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.local import LocalOnnxProvider
@@ -45,6 +46,7 @@ from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_server import RedisServer
 from tests.support import processes
+from tests.support.child_stack import start_child_stack
 
 CALLBACK_QUEUE = "bench:callbacks:embedding"
 RATIO_TARGET = 0.90
@@ -201,11 +203,8 @@ async def measure_worker(
         redis = aioredis.Redis.from_url(server.url)
         queue = JobQueue(redis, keys, dedupe_ttl_s=settings.idempotency_ttl_s)
         await queue.ensure_group()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDING_", "REDIS_"))}
-        env.update(
+        env = processes.service_env(
             REDIS_URL=server.url,
-            PYTHONPATH=str(processes.REPO),
-            PYTHONUNBUFFERED="1",
             EMBEDDING_WORKER_BLOCK_MS="100",
             EMBEDDING_WORKER_NAME="bench-worker",
         )
@@ -213,15 +212,10 @@ async def measure_worker(
         children = processes.Children(
             workdir, tail_lines=None, stop_timeout_s=30, new_session=False
         )
-        worker = children.start("worker", [sys.executable, "-m", "embedding", "worker"], env)
         try:
-            # Its model is loaded, it is reading jobs.
-            processes.wait_ready(
-                worker,
-                lambda: b"worker started" in worker.log.read_bytes(),
-                "'worker started'",
-                poll_s=0.05,
-            )
+            # It returns once the worker's model is loaded and it reads jobs.
+            services = start_child_stack(children, env, embedding_servers=0, embedding_workers=1)
+            worker = services.named("embedding-worker-1")
             await _worker_run(queue, redis, "warmup", split_jobs(warmup, 1))
             runs = []
             expected = [f"chunk-{k}" for k in range(len(texts))]
@@ -237,10 +231,6 @@ async def measure_worker(
 
 
 # --- report ---------------------------------------------------------------------------
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,22 +265,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run lost {len(r.lost)} chunks, duplicated {len(r.duplicated)}")
     worker_cps = max(r.chunks_per_s for r in runs)
     ratio = worker_cps / raw_cps
-    rows = [
-        ("raw model, in-process", f"{raw_cps:8.1f} chunks/s", ""),
-        ("worker via Redis", f"{worker_cps:8.1f} chunks/s", ""),
-        (
-            "ratio worker/raw",
-            f"{ratio:8.3f}",
-            f">= {RATIO_TARGET:.2f}  {_verdict(ratio >= RATIO_TARGET)}",
-        ),
-        (
-            "worker peak RSS",
-            f"{peak_mb:8.1f} MB",
-            f"<= {RSS_TARGET_MB:.0f}  {_verdict(peak_mb <= RSS_TARGET_MB)}",
-        ),
-    ]
-    for name, value, target in rows:
-        print(f"{name:<24}{value:<18}{target}".rstrip())
+    report.table(
+        [
+            ("raw model, in-process", f"{raw_cps:8.1f} chunks/s", ""),
+            ("worker via Redis", f"{worker_cps:8.1f} chunks/s", ""),
+            (
+                "ratio worker/raw",
+                f"{ratio:8.3f}",
+                report.against(f">= {RATIO_TARGET:.2f}", ratio >= RATIO_TARGET),
+            ),
+            (
+                "worker peak RSS",
+                f"{peak_mb:8.1f} MB",
+                report.against(f"<= {RSS_TARGET_MB:.0f}", peak_mb <= RSS_TARGET_MB),
+            ),
+        ],
+        ("", "measured", "target"),
+    )
     if failed:
         print("FAILED: chunks lost or duplicated")
         return 1

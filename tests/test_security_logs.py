@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,8 +32,8 @@ from ingestion.settings import IngestionSettings
 from tests.support.gateway_calls import GENERATE, seed_payload
 from tests.support.ingestion_calls import COLLECTIONS, create_collection, wait_task
 from tests.support.jobs import seed_request
-from tests.support.processes import REPO
-from tests.support.services import serving_app, serving_gateway, start_child
+from tests.support.processes import service_env, start_child
+from tests.support.services import serving_app, serving_gateway
 from tests.support.tenants import TENANT_KEYS, bearer
 
 A = "tenant-a"
@@ -219,18 +218,10 @@ async def test_no_key_is_logged_in_process(
 
 def child_env(**settings: str) -> dict[str, str]:
     """A service's environment: ours cleared, keys configured, everything at DEBUG."""
-    prefixes = ("EMBEDDING_", "REDIS_", "GATEWAY_", "INGESTION_", "EMBEDPIPE_", "DATABASE_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     keys = ",".join(f"{tenant}:{hash_key(key)}" for tenant, key in TENANT_KEYS.items())
-    env.update(
-        PYTHONPATH=str(REPO),
-        PYTHONUNBUFFERED="1",
-        LOG_LEVEL="DEBUG",
-        GRPC_VERBOSITY="DEBUG",
-        EMBEDPIPE_API_KEYS=keys,
-        **settings,
+    return service_env(
+        LOG_LEVEL="DEBUG", GRPC_VERBOSITY="DEBUG", EMBEDPIPE_API_KEYS=keys, **settings
     )
-    return env
 
 
 @contextlib.asynccontextmanager

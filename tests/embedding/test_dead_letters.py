@@ -29,8 +29,8 @@ from embedding.settings import EmbeddingSettings
 from embedpipe.bundled_model import DEFAULT_MODEL
 from tests.support.jobs import CALLBACK_QUEUE, pop_callbacks, seed_request
 from tests.support.poison_worker import POISON
-from tests.support.processes import REPO
-from tests.support.services import WorkerFactory, child_env, running_worker, start_child
+from tests.support.processes import REPO, start_child
+from tests.support.services import WorkerFactory, child_env, running_worker
 
 KEYS = EmbeddingKeys()
 

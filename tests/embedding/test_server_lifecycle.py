@@ -16,7 +16,8 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import RedisServer, free_port
 from tests.support.jobs import SENTENCES, seed_request
-from tests.support.services import child_env, start_child, wait_serving
+from tests.support.processes import start_child
+from tests.support.services import child_env, wait_serving
 
 
 async def _status(channel: grpc.aio.Channel) -> int:

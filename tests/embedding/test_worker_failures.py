@@ -16,7 +16,8 @@ from embedding.keys import WORKER_GROUP, EmbeddingKeys
 from embedding.settings import EmbeddingSettings
 from tests.support.jobs import CALLBACK_QUEUE, pop_callbacks, seed_request
 from tests.support.poison_worker import POISON
-from tests.support.services import child_env, start_child
+from tests.support.processes import start_child
+from tests.support.services import child_env
 
 WORDS = ["river", "stone", "cloud", "market", "engine", "garden", "letter", "window", "harbor"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -17,22 +16,17 @@ import pytest
 
 from embedding.settings import EmbeddingSettings
 from embedpipe.redis_server import free_port
-from tests.support.processes import REPO
-from tests.support.services import start_child
+from tests.support.processes import service_env, start_child
 
 WAITING = "retrying what=database"
 
 
 def _worker_env(settings: EmbeddingSettings, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGESTION_", "DATABASE_"))}
-    env.update(
+    return service_env(
         DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/postgres",
         REDIS_URL=settings.redis_url,
         INGESTION_KEY_PREFIX="startup-test",
-        PYTHONPATH=str(REPO),
-        PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 def _text(log: Path) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,35 @@ from types import FrameType
 #: The repository: the children's working directory, and what goes on their PYTHONPATH.
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
+
+
+#: Prefixes of our settings: a service we start gets none of the caller's.
+OUR_PREFIXES = ("EMBEDDING_", "REDIS_", "GATEWAY_", "EMBEDPIPE_", "INGESTION_", "DATABASE_")
+
+
+def service_env(**settings: str) -> dict[str, str]:
+    """The environment of a service we start: this one's without any setting of ours (they
+    come from `settings` alone), the repository importable, output unbuffered."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OUR_PREFIXES)}
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **settings)
+    return env
+
+
+def start_child(
+    args: list[str], env: dict[str, str], log_path: Path, *, new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """`args` (`python ...` when they start with "-m") in REPO, output in `log_path`."""
+    command = [sys.executable, *args] if args[0] == "-m" else args
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
 
 
 @dataclass
@@ -60,16 +90,7 @@ class Children:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         """`args` in REPO with `env`, its output in `<workdir>/<name>.log`."""
         log = self.workdir / f"{name}.log"
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                args,
-                env=env,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=self.new_session,
-            )
+        process = start_child(args, env, log, new_session=self.new_session)
         child = Child(name, process, log, self.tail_lines)
         self.started.append(child)
         return child

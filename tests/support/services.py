@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,7 +26,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from ingestion.api import create_app as create_ingestion_app
 from ingestion.settings import IngestionSettings
-from tests.support.processes import REPO
+from tests.support.processes import service_env
 from tests.support.tenants import TENANT_KEYS
 
 
@@ -96,29 +92,12 @@ async def serving_app(app: web.Application, **runner_options: Any) -> AsyncItera
 
 def child_env(settings: EmbeddingSettings, **extra: str) -> dict[str, str]:
     """Environment for a `python -m embedding ...` child pointed at the test's Redis."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDDING_", "REDIS_"))}
-    env.update(
+    return service_env(
         REDIS_URL=settings.redis_url,
-        PYTHONPATH=str(REPO),
-        PYTHONUNBUFFERED="1",
         EMBEDDING_WORKER_BLOCK_MS="100",
         EMBEDDING_CLAIM_IDLE_MS=str(settings.worker.claim_idle_ms),
+        **extra,
     )
-    env.update(extra)
-    return env
-
-
-def start_child(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `python <args>` with its output in `log_path`."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, *args],
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 @contextlib.asynccontextmanager

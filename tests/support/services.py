@@ -92,12 +92,12 @@ async def serving_app(app: web.Application, **runner_options: Any) -> AsyncItera
 
 def child_env(settings: EmbeddingSettings, **extra: str) -> dict[str, str]:
     """Environment for a `python -m embedding ...` child pointed at the test's Redis."""
-    return service_env(
-        REDIS_URL=settings.redis_url,
-        EMBEDDING_WORKER_BLOCK_MS="100",
-        EMBEDDING_CLAIM_IDLE_MS=str(settings.worker.claim_idle_ms),
-        **extra,
-    )
+    defaults = {
+        "REDIS_URL": settings.redis_url,
+        "EMBEDDING_WORKER_BLOCK_MS": "100",
+        "EMBEDDING_CLAIM_IDLE_MS": str(settings.worker.claim_idle_ms),
+    }
+    return service_env(**{**defaults, **extra})
 
 
 @contextlib.asynccontextmanager

@@ -1,14 +1,15 @@
 """The one error type of the Embedding Service.
 
 Everything that goes wrong in `embedding/` is an `EmbeddingError` with an `ErrorCode`.
-Transports map it once: the gRPC interceptor (`embedding/grpc_errors.py`) to a status,
+Transports map it once: `embedding/grpc_errors.py` to a gRPC status,
 the worker to an error callback whose `error_code` is the code's value.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+from embedpipe.violations import FieldViolation
 
 
 class ErrorCode(StrEnum):
@@ -44,17 +45,6 @@ TRANSIENT_CODES = frozenset(
         ErrorCode.BACKLOG_FULL,
     }
 )
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    """One bad field of a request: its path (e.g. `chunks[2].chunk_id`) and what is wrong."""
-
-    field: str
-    description: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.description}"
 
 
 class EmbeddingError(Exception):

@@ -6,11 +6,12 @@ import asyncio
 import re
 from collections.abc import Sequence
 
-from embedding.errors import EmbeddingError, FieldViolation
+from embedding.errors import EmbeddingError
 from embedding.providers.base import EmbeddingProvider
 from embedding.providers.registry import ProviderRegistry
 from embedding.settings import Limits
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
+from embedpipe.violations import FieldViolation
 
 #: Up to this many characters, tokens are counted on the event loop (well under a ms).
 INLINE_TOKENIZE_CHARS = 16_384

@@ -14,8 +14,9 @@ import numpy as np
 from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
-from embedpipe.http.errors import HttpError, Violation
+from embedpipe.http.errors import HttpError
 from embedpipe.http.json_body import read_json
+from embedpipe.violations import FieldViolation
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 
 ENCODINGS = ("float", "base64")
@@ -26,7 +27,7 @@ def parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     """OpenAI's embeddings request as an EmbedRequest, and the encoding asked for."""
     if not isinstance(body, dict):
         raise HttpError.bad_field("body", "must be a JSON object")
-    violations: list[Violation] = []
+    violations: list[FieldViolation] = []
     request = pb.EmbedRequest()
     raw_input = body.get("input")
     if isinstance(raw_input, str):
@@ -34,29 +35,29 @@ def parse_embeddings_request(body: Any) -> tuple[pb.EmbedRequest, str]:
     elif isinstance(raw_input, list) and all(isinstance(item, str) for item in raw_input):
         request.inputs.extend(raw_input)
     elif raw_input is None:
-        violations.append(Violation("input", "is required"))
+        violations.append(FieldViolation("input", "is required"))
     else:
         violations.append(
-            Violation(
+            FieldViolation(
                 "input", "must be a string or an array of strings (token arrays are not supported)"
             )
         )
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        violations.append(Violation("model", "is required and must be a string"))
+        violations.append(FieldViolation("model", "is required and must be a string"))
     else:
         request.model = model
     dimensions = body.get("dimensions")
     if dimensions is not None:
         if isinstance(dimensions, bool) or not isinstance(dimensions, int):
-            violations.append(Violation("dimensions", "must be an integer"))
+            violations.append(FieldViolation("dimensions", "must be an integer"))
         elif not 1 <= dimensions <= MAX_DIMENSIONS:
-            violations.append(Violation("dimensions", f"must be from 1 to {MAX_DIMENSIONS}"))
+            violations.append(FieldViolation("dimensions", f"must be from 1 to {MAX_DIMENSIONS}"))
         else:
             request.dimensions = dimensions
     encoding = body.get("encoding_format", "float")
     if encoding not in ENCODINGS:
-        violations.append(Violation("encoding_format", "must be 'float' or 'base64'"))
+        violations.append(FieldViolation("encoding_format", "must be 'float' or 'base64'"))
     if violations:
         raise HttpError.bad_request(violations)
     return request, str(encoding)

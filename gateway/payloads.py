@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
-from embedpipe.http.errors import HttpError, Violation
+from embedpipe.http.errors import HttpError
+from embedpipe.violations import FieldViolation
 
 _REQUIRED_STRINGS = ("document_id", "collection_id", "tenant_id", "task_id", "callback_queue")
 
@@ -17,7 +18,7 @@ _REQUIRED_STRINGS = ("document_id", "collection_id", "tenant_id", "task_id", "ca
 def _string(
     body: dict[str, Any],
     name: str,
-    violations: list[Violation],
+    violations: list[FieldViolation],
     *,
     required: bool,
     where: str = "",
@@ -27,10 +28,10 @@ def _string(
     value = body.get(name)
     if value is None:
         if required:
-            violations.append(Violation(field, "is required"))
+            violations.append(FieldViolation(field, "is required"))
         return ""
     if not isinstance(value, str):
-        violations.append(Violation(field, f"must be a string, not {type(value).__name__}"))
+        violations.append(FieldViolation(field, f"must be a string, not {type(value).__name__}"))
         return ""
     return value
 
@@ -39,20 +40,22 @@ def parse_generate(body: Any) -> pb.GenerateEmbeddingsRequest:
     """The generate request, field for field; 400 naming every bad field."""
     if not isinstance(body, dict):
         raise HttpError.bad_field("body", "must be a JSON object")
-    violations: list[Violation] = []
+    violations: list[FieldViolation] = []
     request = pb.GenerateEmbeddingsRequest(model=_string(body, "model", violations, required=False))
     for name in _REQUIRED_STRINGS:
         setattr(request, name, _string(body, name, violations, required=True))
     chunks = body.get("chunks")
     if chunks is None:
-        violations.append(Violation("chunks", "is required"))
+        violations.append(FieldViolation("chunks", "is required"))
     elif not isinstance(chunks, list):
-        violations.append(Violation("chunks", f"must be an array, not {type(chunks).__name__}"))
+        violations.append(
+            FieldViolation("chunks", f"must be an array, not {type(chunks).__name__}")
+        )
     else:
         for i, item in enumerate(chunks):
             where = f"chunks[{i}]"
             if not isinstance(item, dict):
-                violations.append(Violation(where, "must be an object"))
+                violations.append(FieldViolation(where, "must be an object"))
                 continue
             chunk = request.chunks.add(
                 chunk_id=_string(item, "chunk_id", violations, required=True, where=where),
@@ -62,7 +65,7 @@ def parse_generate(body: Any) -> pb.GenerateEmbeddingsRequest:
             if isinstance(metadata, dict):
                 chunk.metadata.update(metadata)
             elif metadata is not None:
-                violations.append(Violation(f"{where}.metadata", "must be an object"))
+                violations.append(FieldViolation(f"{where}.metadata", "must be an object"))
     if violations:
         raise HttpError.bad_request(violations)
     return request

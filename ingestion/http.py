@@ -13,10 +13,11 @@ from aiohttp.typedefs import Middleware
 
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.http.auth import api_key_middleware
-from embedpipe.http.errors import HttpError, Violation, error_middleware
+from embedpipe.http.errors import HttpError, error_middleware
 from embedpipe.http.probes import PROBE_PATHS
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.text_safety import text_problem
+from embedpipe.violations import FieldViolation
 from ingestion.db import DATABASE_UNAVAILABLE, ClientDataError, Pool
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.keys import IngestionKeys
@@ -63,7 +64,7 @@ def to_http(exc: Exception) -> HttpError | None:
     """Our errors by their code; input the database refused is the client's (400); a
     dependency that is down is a 503 to retry; anything else is unexpected (None)."""
     if isinstance(exc, IngestionError):
-        violations = [Violation(exc.field, exc.message)] if exc.field else []
+        violations = [FieldViolation(exc.field, exc.message)] if exc.field else []
         status = HTTP_STATUS.get(exc.code, 500)
         return HttpError(
             status, exc.message, violations=violations, retry_after_s=exc.retry_after_s

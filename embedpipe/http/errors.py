@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+
+from embedpipe.violations import FieldViolation
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,6 @@ def status_name(http_status: int) -> str:
     return STATUS_NAME.get(http_status, "INTERNAL")
 
 
-@dataclass(frozen=True)
-class Violation:
-    """One bad field of a request and what is wrong with it."""
-
-    field: str
-    description: str
-
-
 class HttpError(Exception):
     """An answer with `status`, a message for people and, for bad input, the bad fields."""
 
@@ -57,7 +50,7 @@ class HttpError(Exception):
         status: int,
         message: str,
         *,
-        violations: Sequence[Violation] = (),
+        violations: Sequence[FieldViolation] = (),
         retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
@@ -68,7 +61,7 @@ class HttpError(Exception):
         self.retry_after_s = retry_after_s
 
     @classmethod
-    def bad_request(cls, violations: Sequence[Violation]) -> HttpError:
+    def bad_request(cls, violations: Sequence[FieldViolation]) -> HttpError:
         """400 naming every bad field."""
         message = "; ".join(f"{v.field}: {v.description}" for v in violations)
         return cls(400, message, violations=violations)
@@ -76,11 +69,11 @@ class HttpError(Exception):
     @classmethod
     def bad_field(cls, field: str, description: str) -> HttpError:
         """400 naming one bad field."""
-        return cls.bad_request([Violation(field, description)])
+        return cls.bad_request([FieldViolation(field, description)])
 
 
 def error_body(
-    http_status: int, message: str, violations: Sequence[Violation] = ()
+    http_status: int, message: str, violations: Sequence[FieldViolation] = ()
 ) -> dict[str, Any]:
     """`{"error": {"code", "status", "message", "details"}}`."""
     details: list[dict[str, Any]] = []
@@ -115,7 +108,9 @@ def json_error(request: web.Request, error: HttpError) -> web.Response:
 
 def _from_http_exception(exc: web.HTTPException) -> HttpError:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return HttpError(413, f"body: {exc.text}", violations=[Violation("body", exc.text or "")])
+        return HttpError(
+            413, f"body: {exc.text}", violations=[FieldViolation("body", exc.text or "")]
+        )
     return HttpError(exc.status, exc.reason)
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from embedpipe.http.errors import HttpError, Violation
+from embedpipe.http.errors import HttpError
 from embedpipe.strict_json import StrictJsonError, loads
+from embedpipe.violations import FieldViolation
 
 JSON_TYPE = "application/json"
 
@@ -23,7 +24,9 @@ async def read_json(request: web.Request) -> Any:
     try:
         return loads(raw)
     except StrictJsonError as exc:
-        raise HttpError(400, f"body: {exc}", violations=[Violation("body", str(exc))]) from None
+        raise HttpError(
+            400, f"body: {exc}", violations=[FieldViolation("body", str(exc))]
+        ) from None
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

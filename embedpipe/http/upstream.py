@@ -18,8 +18,9 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from embedpipe.http.errors import HttpError, Violation
+from embedpipe.http.errors import HttpError
 from embedpipe.retry import parse_retry_after
+from embedpipe.violations import FieldViolation
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,16 @@ def retry_after_of(error: grpc.aio.AioRpcError) -> int | None:
     return None
 
 
-def violations_of(error: grpc.aio.AioRpcError) -> list[Violation]:
+def violations_of(error: grpc.aio.AioRpcError) -> list[FieldViolation]:
     """The field violations of the status's google.rpc.BadRequest details."""
     status = rpc_status.from_call(error)
     if status is None:
         return []
-    found: list[Violation] = []
+    found: list[FieldViolation] = []
     for detail in status.details:
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad):
-            found += [Violation(v.field, v.description) for v in bad.field_violations]
+            found += [FieldViolation(v.field, v.description) for v in bad.field_violations]
     return found
 
 
@@ -82,7 +83,7 @@ def http_error(
         retry_after = unavailable_retry_after_s
     violations = violations_of(error)
     if fields:
-        renamed = [Violation(fields.get(v.field, v.field), v.description) for v in violations]
+        renamed = [FieldViolation(fields.get(v.field, v.field), v.description) for v in violations]
         for old, new in fields.items():
             message = message.replace(f"{old}:", f"{new}:")
         violations = renamed

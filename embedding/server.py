@@ -19,18 +19,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from embedding.core import embed_texts
-from embedding.grpc_errors import ErrorInterceptor
-from embedding.grpc_guard import GuardInterceptor
+from embedding.grpc_errors import translate
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.registry import ProviderRegistry
-from embedding.rate_limit import RateLimiter
 from embedding.settings import EmbeddingSettings
 from embedding.validation import validate_embed, validate_generate
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
+from embedpipe.grpc.errors import ErrorInterceptor
+from embedpipe.grpc.guard import GuardInterceptor, TenantFrom
+from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect
 from embedpipe.signals import stop_on_signals
 
@@ -222,14 +223,17 @@ async def create_server(
     limiter = None
     if settings.rate_limit_per_s > 0:
         limiter = RateLimiter(
-            redis, keys, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+            redis, keys.rate_limit, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
         )
     if not settings.keys.enabled:
         log.warning("no API keys configured (EMBEDPIPE_API_KEYS): authentication is OFF")
     limit = settings.grpc_max_message_bytes
     server = grpc.aio.server(
         # The error interceptor is outermost, so it also maps the guard's refusals.
-        interceptors=[ErrorInterceptor(), GuardInterceptor(SERVICE_NAME, settings.keys, limiter)],
+        interceptors=[
+            ErrorInterceptor(translate),
+            GuardInterceptor(SERVICE_NAME, settings.keys, limiter, tenant_from=TenantFrom.REQUEST),
+        ],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from collections.abc import Callable
 
-from embedding.errors import EmbeddingError, ErrorCode
-from embedding.keys import EmbeddingKeys
-from embedpipe.redis_conn import RETRYABLE_ERRORS
+import redis.asyncio as aioredis
 
 # KEYS: bucket. ARGV: rate per second, burst, cost. Redis's own clock, so replicas agree.
 # Returns {allowed (0|1), milliseconds until `cost` tokens are there}.
@@ -31,27 +29,33 @@ return {allowed, wait_ms}
 """
 
 
+class OverLimitError(Exception):
+    """A tenant is over its rate; `retry_after_s` says when a call would pass."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
 class RateLimiter:
-    """`take(tenant)` passes or raises RATE_LIMITED with how long to wait."""
+    """`take(tenant)` passes or raises OverLimitError with how long to wait (and Redis's
+    own errors when it cannot be reached)."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: EmbeddingKeys, *, per_s: float, burst: int
+        self, redis: aioredis.Redis, key_of: Callable[[str], str], *, per_s: float, burst: int
     ) -> None:
-        self.keys = keys
+        self.key_of = key_of
         self.per_s = per_s
         self.burst = burst
         self._take = redis.register_script(_TAKE)
 
     async def take(self, tenant_id: str, cost: int = 1) -> None:
-        try:
-            allowed, wait_ms = await self._take(
-                keys=[self.keys.rate_limit(tenant_id)], args=[self.per_s, self.burst, cost]
-            )
-        except RETRYABLE_ERRORS as exc:
-            raise EmbeddingError(ErrorCode.QUEUE_UNAVAILABLE, f"redis unavailable: {exc}") from exc
+        allowed, wait_ms = await self._take(
+            keys=[self.key_of(tenant_id)], args=[self.per_s, self.burst, cost]
+        )
         if not allowed:
-            raise EmbeddingError(
-                ErrorCode.RATE_LIMITED,
+            raise OverLimitError(
                 f"tenant {tenant_id!r} is over its rate limit of {self.per_s:g} calls/s",
                 retry_after_s=int(wait_ms) / 1000,
             )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI gate for the proto contracts (offline):
 #   buf lint (STANDARD) -> buf format -> buf breaking vs protos/baseline.binpb (FILE)
-#   -> regenerate stubs (scripts/gen_protos.sh) and fail if embedpipe/embedding differs from git.
+#   -> regenerate stubs (scripts/gen_protos.sh) and fail if the generated packages differ from git.
 #
 # Env: PYTHON, BUF (see scripts/gen_protos.sh).
 set -euo pipefail
@@ -12,7 +12,8 @@ cd "$ROOT"
 BUF="${BUF:-scripts/tools/node_modules/.bin/buf}"
 export BUF
 BASELINE="protos/baseline.binpb"
-GEN_DIR="embedpipe/embedding"
+# The generated packages: protos/embedpipe/X -> embedpipe/X.
+mapfile -t GEN_DIRS < <(cd protos && find embedpipe -mindepth 1 -maxdepth 1 -type d | LC_ALL=C sort)
 
 fail() { echo "check_protos: FAIL: $*" >&2; exit 1; }
 
@@ -32,11 +33,11 @@ echo "check_protos: buf breaking --against $BASELINE"
 echo "check_protos: regenerating stubs"
 scripts/gen_protos.sh
 
-changes="$(git status --porcelain --untracked-files=all -- "$GEN_DIR")"
+changes="$(git status --porcelain --untracked-files=all -- "${GEN_DIRS[@]}")"
 if [[ -n "$changes" ]]; then
   echo "$changes" >&2
-  git --no-pager diff --stat -- "$GEN_DIR" >&2 || true
-  fail "generated stubs in $GEN_DIR are stale or uncommitted (run scripts/gen_protos.sh and commit the result)"
+  git --no-pager diff --stat -- "${GEN_DIRS[@]}" >&2 || true
+  fail "generated stubs in ${GEN_DIRS[*]} are stale or uncommitted (run scripts/gen_protos.sh and commit the result)"
 fi
 
 echo "check_protos: OK"

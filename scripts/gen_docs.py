@@ -6,7 +6,7 @@ docs/http-api.md comes from the two OpenAPI documents the services serve at /ope
 (gateway.openapi.document() and ingestion.openapi.document()). docs/grpc-api.md comes from
 the protos: their descriptors, with comments, are compiled by grpc_tools' protoc (the one
 that generated the stubs, with --include_source_info, since the generated modules carry no
-comments) and checked against the generated `embedpipe.embedding.v1.*_pb2` modules, so a
+comments) and checked against the generated `embedpipe.<service>.v1.*_pb2` modules, so a
 page never describes protos the stubs do not match. The output depends on nothing else.
 """
 
@@ -28,7 +28,7 @@ from google.protobuf import descriptor_pb2 as d
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_DOC = Path("docs/http-api.md")
 GRPC_DOC = Path("docs/grpc-api.md")
-STUBS_PACKAGE = "embedpipe.embedding.v1"
+STUBS_PACKAGES = ("embedpipe.embedding.v1", "embedpipe.ingestion.v1")
 COMMAND = ".venv/bin/python scripts/gen_docs.py"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
@@ -318,14 +318,13 @@ SCALARS = {
 
 def generated_files() -> list[d.FileDescriptorProto]:
     """The FileDescriptorProto of every generated `*_pb2` module, by proto file name."""
-    package = importlib.import_module(STUBS_PACKAGE)
-    names = sorted(
-        m.name for m in pkgutil.iter_modules(package.__path__) if m.name.endswith("_pb2")
-    )
     files = []
-    for name in names:
-        module = importlib.import_module(f"{STUBS_PACKAGE}.{name}")
-        files.append(d.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb))
+    for package_name in STUBS_PACKAGES:
+        package = importlib.import_module(package_name)
+        for found in pkgutil.iter_modules(package.__path__):
+            if found.name.endswith("_pb2"):
+                module = importlib.import_module(f"{package_name}.{found.name}")
+                files.append(d.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb))
     return sorted(files, key=lambda f: f.name)
 
 

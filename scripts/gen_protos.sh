@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates ALL Python stubs for protos/ into embedpipe/embedding/ (the one command to use):
+# Regenerates ALL Python stubs for protos/ (protos/embedpipe/<service>/v1 -> embedpipe/<service>/v1;
+# the one command to use):
 #   *_pb2.py, *_pb2.pyi          buf generate (buf.gen.yaml: protoc built-ins python/pyi)
 #   *_pb2_grpc.py, *_pb2_grpc.pyi  grpc_tools.protoc --grpc_python_out + mypy-protobuf's mypy_grpc
 # Everything runs offline with the protoc bundled in grpcio-tools (same protoc for both steps).
@@ -15,7 +16,8 @@ DEFAULT_PYTHON=".venv/bin/python"
 PYTHON="${PYTHON:-$DEFAULT_PYTHON}"
 BUF="${BUF:-scripts/tools/node_modules/.bin/buf}"
 PROTO_DIR="protos"
-OUT_PKG="embedpipe/embedding"
+# One generated package per proto package directory: protos/embedpipe/X -> embedpipe/X.
+mapfile -t OUT_PKGS < <(cd "$PROTO_DIR" && find embedpipe -mindepth 1 -maxdepth 1 -type d | LC_ALL=C sort)
 
 die() { echo "gen_protos: $*" >&2; exit 1; }
 
@@ -29,10 +31,11 @@ MYPY_GRPC_PLUGIN="$SCRIPTS_DIR/protoc-gen-mypy_grpc"
 [[ -x "$MYPY_GRPC_PLUGIN" ]] || die "protoc-gen-mypy_grpc not found at '$MYPY_GRPC_PLUGIN'"
 
 # Start from a clean slate so stubs of deleted/renamed protos don't linger.
-if [[ -d "$OUT_PKG" ]]; then
-  find "$OUT_PKG" -type f \( -name '*_pb2.py' -o -name '*_pb2.pyi' \
+for pkg in "${OUT_PKGS[@]}"; do
+  [[ -d "$pkg" ]] || continue
+  find "$pkg" -type f \( -name '*_pb2.py' -o -name '*_pb2.pyi' \
     -o -name '*_pb2_grpc.py' -o -name '*_pb2_grpc.pyi' \) -delete
-fi
+done
 
 # 1) *_pb2.py / *_pb2.pyi via buf. buf.gen.yaml names the default interpreter; for another
 #    PYTHON pass the same template with that interpreter substituted (inline template).
@@ -64,8 +67,8 @@ mapfile -t PROTO_FILES < <(cd "$PROTO_DIR" && find . -name '*.proto' -type f | s
 while IFS= read -r dir; do
   [[ -f "$dir/__init__.py" ]] || echo '"""Generated protobuf/gRPC code (scripts/gen_protos.sh). Do not edit."""' >"$dir/__init__.py"
 done < <(
-  echo "$OUT_PKG"
-  find "$OUT_PKG" -type f -name '*_pb2.py' -exec dirname {} \; | LC_ALL=C sort -u
+  printf '%s\n' "${OUT_PKGS[@]}"
+  find "${OUT_PKGS[@]}" -type f -name '*_pb2.py' -exec dirname {} \; | LC_ALL=C sort -u
 )
 
-echo "gen_protos: regenerated stubs under $OUT_PKG/"
+echo "gen_protos: regenerated stubs under ${OUT_PKGS[*]}"

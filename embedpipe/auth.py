@@ -32,6 +32,10 @@ API_KEY_QUERY = "api_key"
 _HEX = frozenset("0123456789abcdef")
 #: The tenant of service keys, which may act for every tenant.
 SERVICE_TENANT = "*"
+#: What every transport answers to a call without a valid key, and to a service key where
+#: a tenant's is needed.
+KEY_REQUIRED = "a valid API key is required (Authorization: Bearer <key>, or X-API-Key)"
+SERVICE_KEY_REFUSED = "a service key has no tenant; use a tenant's key"
 
 
 def hash_key(key: str) -> str:

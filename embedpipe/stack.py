@@ -132,6 +132,7 @@ def _banner(env: dict[str, str], data_dir: Path, dev_key: str | None, own_pg: bo
     rows = [
         ("ingestion API", f"http://127.0.0.1:{env['INGESTION_PORT']}"),
         ("HTTP gateway", env["EMBEDDING_SERVICE_URL"]),
+        ("gRPC IngestionService", f"127.0.0.1:{env['INGESTION_GRPC_PORT']}"),
         ("gRPC EmbeddingService", env["EMBEDDING_GRPC_TARGET"]),
         ("API key", keys),
         ("Redis", env["REDIS_URL"]),
@@ -168,6 +169,7 @@ class StackSettings:
     grpc_port: Annotated[int, variable("EMBEDDING_GRPC_PORT", ge=1, le=65535)] = 50051
     gateway_port: Annotated[int, variable("GATEWAY_PORT", ge=1, le=65535)] = 8080
     ingestion_port: Annotated[int, variable("INGESTION_PORT", ge=1, le=65535)] = 8090
+    ingestion_grpc_port: Annotated[int, variable("INGESTION_GRPC_PORT", ge=1, le=65535)] = 50061
     ingestion_workers: Annotated[int, variable("INGESTION_WORKERS", ge=1)] = 1
     log_level: Annotated[str, variable("LOG_LEVEL")] = "INFO"
 
@@ -230,6 +232,7 @@ def main() -> int:
     )
     env["GATEWAY_PORT"] = str(gateway_port)
     env["INGESTION_PORT"] = str(ingestion_port)
+    env["INGESTION_GRPC_PORT"] = str(settings.ingestion_grpc_port)
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     ingestion_url = f"http://127.0.0.1:{ingestion_port}"
     env["EMBEDDING_SERVICE_URL"] = gateway_url

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 
 from embedpipe.http import openapi as spec
 from embedpipe.task_status import TaskStatus
-from ingestion.collections_api import ID_PATTERN
-from ingestion.search_api import MAX_TOP_K
+from ingestion.core.checks import ID_PATTERN
+from ingestion.core.search import MAX_TOP_K
 
 API_VERSION = "0.1.0"
 

@@ -12,6 +12,9 @@ from embedpipe.auth import KeyStore
 from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.envconfig import ConfigError, read_env, variable
 
+#: The tenant of every call when no API key is configured (development only).
+DEFAULT_TENANT = "default"
+
 
 def _consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -25,6 +28,9 @@ class IngestionSettings:
     redis_url: Annotated[str, variable("REDIS_URL")] = "redis://127.0.0.1:6379/0"
     host: Annotated[str, variable("INGESTION_HOST")] = "127.0.0.1"
     port: Annotated[int, variable("INGESTION_PORT", ge=0, le=65535)] = 8090
+    #: The gRPC front of the same API, served by the same process.
+    grpc_host: Annotated[str, variable("INGESTION_GRPC_HOST")] = "127.0.0.1"
+    grpc_port: Annotated[int, variable("INGESTION_GRPC_PORT", ge=0, le=65535)] = 50061
     key_prefix: Annotated[str, variable("INGESTION_KEY_PREFIX")] = "ingestion"
     #: The gateway: `POST {url}/api/v1/embeddings/generate`.
     embedding_service_url: Annotated[str, variable("EMBEDDING_SERVICE_URL")] = (

@@ -22,14 +22,12 @@ PROGRESS = [str(status) for status in IN_PROGRESS]
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    """A row as a dict; metadata parsed, times as aware datetimes."""
     if record is None:
         return None
     row = dict(record)
-    for key, value in row.items():
-        if hasattr(value, "isoformat"):
-            row[key] = value.isoformat()
-        elif key == "metadata" and isinstance(value, str):
-            row[key] = json.loads(value)
+    if isinstance(row.get("metadata"), str):
+        row["metadata"] = json.loads(row["metadata"])
     return row
 
 
@@ -69,6 +67,12 @@ async def create_collection(
     return _row(record)
 
 
+_WITH_DOCUMENT_COUNT = (
+    "SELECT c.*, (SELECT count(*) FROM documents d WHERE d.tenant_id = c.tenant_id"
+    " AND d.collection_id = c.collection_id) AS document_count FROM collections c"
+)
+
+
 async def get_collection(pool: Pool, tenant_id: str, collection_id: str) -> dict[str, Any] | None:
     record = await pool.fetchrow(
         "SELECT * FROM collections WHERE tenant_id = $1 AND collection_id = $2",
@@ -77,13 +81,26 @@ async def get_collection(pool: Pool, tenant_id: str, collection_id: str) -> dict
     return _row(record)
 
 
-async def list_collections(pool: Pool, tenant_id: str) -> list[dict[str, Any]]:
+async def describe_collection(
+    pool: Pool, tenant_id: str, collection_id: str
+) -> dict[str, Any] | None:
+    """The collection with its `document_count` (counting costs: not for the hot path)."""
+    record = await pool.fetchrow(
+        f"{_WITH_DOCUMENT_COUNT} WHERE tenant_id = $1 AND collection_id = $2",
+        tenant_id, collection_id,
+    )  # fmt: skip
+    return _row(record)
+
+
+async def list_collections(
+    pool: Pool, tenant_id: str, *, after: str, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` collections by id, those after the id `after`."""
     records = await pool.fetch(
-        "SELECT c.*, (SELECT count(*) FROM documents d WHERE d.tenant_id = c.tenant_id"
-        " AND d.collection_id = c.collection_id) AS document_count"
-        " FROM collections c WHERE tenant_id = $1 ORDER BY collection_id",
-        tenant_id,
-    )
+        f"{_WITH_DOCUMENT_COUNT} WHERE tenant_id = $1 AND collection_id > $2"
+        " ORDER BY collection_id LIMIT $3",
+        tenant_id, after, limit,
+    )  # fmt: skip
     return _rows(records)
 
 
@@ -341,10 +358,14 @@ async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | 
     return _row(record)
 
 
-async def list_documents(pool: Pool, tenant_id: str, collection_id: str) -> list[dict[str, Any]]:
+async def list_documents(
+    pool: Pool, tenant_id: str, collection_id: str, *, after: str, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` documents by id, those after the id `after`."""
     records = await pool.fetch(
-        "SELECT * FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY document_id",
-        tenant_id, collection_id,
+        "SELECT * FROM documents WHERE tenant_id = $1 AND collection_id = $2"
+        " AND document_id > $3 ORDER BY document_id LIMIT $4",
+        tenant_id, collection_id, after, limit,
     )  # fmt: skip
     return _rows(records)
 

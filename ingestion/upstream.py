@@ -1,9 +1,10 @@
-"""The ingestion API's calls to the embedding server: its identity, and its failures as ours.
+"""The ingestion service's calls to the embedding server: its failures as ours.
 
-A failed call maps by class (embedpipe/http/upstream.py): the client's bad input stays a
-400 naming the client's own field, a rate limit is 429, an outage 503, a spent deadline 504,
-each with the wait the server asked for. Anything else (our service key refused, a bug
-upstream) is the embedding service failing: 502, never blamed on the client.
+A failed call maps by class (embedpipe/http/upstream.py): the client's bad input stays
+INVALID_ARGUMENT naming the client's own field, a rate limit is RATE_LIMITED, an outage
+UNAVAILABLE, a spent deadline DEADLINE_EXCEEDED, each with the wait the server asked for.
+Anything else (our service key refused, a bug upstream) is the embedding service failing:
+EMBEDDING_FAILED, never blamed on the client.
 """
 
 from __future__ import annotations
@@ -11,12 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import grpc
-from aiohttp import web
 
-from embedpipe.auth import AUTHORIZATION
 from embedpipe.http.upstream import http_error
 from ingestion.errors import IngestionError, IngestionErrorCode
-from ingestion.http import SETTINGS
 
 #: Seconds a call to the embedding server may take.
 CALL_TIMEOUT_S = 10.0
@@ -28,12 +26,6 @@ _CODE_BY_STATUS = {
     503: IngestionErrorCode.UNAVAILABLE,
     504: IngestionErrorCode.DEADLINE_EXCEEDED,
 }
-
-
-def service_metadata(app: web.Application) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata carrying the service key, if one is configured."""
-    key = app[SETTINGS].service_key
-    return ((AUTHORIZATION, f"Bearer {key}"),) if key else ()
 
 
 def embedding_failure(

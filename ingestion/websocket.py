@@ -20,8 +20,8 @@ from aiohttp import WSMsgType, web
 from embedpipe.http.auth import tenant_of
 from embedpipe.strict_json import StrictJsonError, loads
 from ingestion import store
-from ingestion.events import task_event
-from ingestion.http import KEYS, POOL, REDIS
+from ingestion.events import event_json, task_event
+from ingestion.http import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ async def _handle(
         return
     # Listen first, then read the state: an event published in between is not missed.
     wanted.task_ids.add(task_id)
-    task = await store.get_task(request.app[POOL], tenant_of(request), task_id)
+    task = await store.get_task(request.app[BACKENDS].pool, tenant_of(request), task_id)
     if task is None:
         wanted.task_ids.discard(task_id)
         await ws.send_json(
@@ -85,15 +85,16 @@ async def _handle(
         )
         return
     await ws.send_json({"type": "subscribed", "task_id": task_id})
-    await ws.send_json(task_event(task))
+    await ws.send_json(event_json(task_event(task)))
 
 
 async def events_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     wanted = _Subscription()
-    pubsub = request.app[REDIS].pubsub()
-    await pubsub.subscribe(request.app[KEYS].events(tenant_of(request)))
+    backends = request.app[BACKENDS]
+    pubsub = backends.redis.pubsub()
+    await pubsub.subscribe(backends.keys.events(tenant_of(request)))
     forwarder = asyncio.create_task(_forward(ws, pubsub, wanted))
     try:
         async for message in ws:

@@ -265,6 +265,7 @@ async def test_no_key_is_logged_by_the_service_processes(
     )
     ingestion_env = child_env(
         INGESTION_PORT=str(ingestion_port),
+        INGESTION_GRPC_PORT=str(free_port()),
         DATABASE_URL=ingestion_settings.database_url,
         REDIS_URL=ingestion_settings.redis_url,
         EMBEDDING_GRPC_TARGET=grpc_target,

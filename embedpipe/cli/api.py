@@ -16,6 +16,8 @@ import aiohttp
 
 DEFAULT_URL = "http://127.0.0.1:8090"
 API_PREFIX = "/api/v1"
+#: Items asked for per page of a list (the API's largest page).
+LIST_PAGE_SIZE = 1000
 DEV_KEY_FILE = "dev-api-key"
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 KEY_HINT = (
@@ -120,6 +122,18 @@ class ApiClient:
             raise self.unreachable() from exc
         except aiohttp.InvalidURL as exc:
             raise CliError(f"not a valid API URL: {self.url!r}") from exc
+
+    async def list_all(self, path: str, field: str) -> list[Any]:
+        """Every item of a paged list (`field` of each page), following next_page_token."""
+        items: list[Any] = []
+        token = ""
+        while True:
+            params = {"page_size": str(LIST_PAGE_SIZE), "page_token": token}
+            page = await self.call("GET", path, params=params)
+            items += page.get(field) or []
+            token = page.get("next_page_token") or ""
+            if not token:
+                return items
 
     async def _decode(self, response: aiohttp.ClientResponse) -> Any:
         if response.status == 204:

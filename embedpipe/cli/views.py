@@ -77,11 +77,10 @@ async def status(client: ApiClient, task_id: str, json_output: bool, out: TextIO
 
 
 async def collections(client: ApiClient, json_output: bool, out: TextIO) -> int:
-    answer = await client.call("GET", "/collections")
+    found = await client.list_all("/collections", "collections")
     if json_output:
-        print_json(answer, out)
+        print_json({"collections": found}, out)
         return 0
-    found = answer.get("collections") or []
     if not found:
         print("no collections yet (embedpipe ingest PATH --collection NAME makes one)", file=out)
         return 0
@@ -95,11 +94,10 @@ async def collections(client: ApiClient, json_output: bool, out: TextIO) -> int:
 
 
 async def documents(client: ApiClient, collection: str, json_output: bool, out: TextIO) -> int:
-    answer = await client.call("GET", f"{collection_path(collection)}/documents")
+    found = await client.list_all(f"{collection_path(collection)}/documents", "documents")
     if json_output:
-        print_json(answer, out)
+        print_json({"documents": found}, out)
         return 0
-    found = answer.get("documents") or []
     if not found:
         print(f"no documents in collection {collection!r}", file=out)
         return 0

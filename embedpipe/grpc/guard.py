@@ -22,14 +22,19 @@ from typing import Any
 
 import grpc
 
-from embedpipe.auth import SERVICE_TENANT, KeyStore, key_from_headers
+from embedpipe.auth import (
+    KEY_REQUIRED,
+    SERVICE_KEY_REFUSED,
+    SERVICE_TENANT,
+    KeyStore,
+    key_from_headers,
+)
 from embedpipe.grpc.errors import Context, RpcError, WrapInterceptor
 from embedpipe.rate_limit import OverLimitError, RateLimiter
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 
 #: The tenant of calls when no API key is configured and the request names none.
 ANONYMOUS = "anonymous"
-KEY_REQUIRED = "an API key is required (Authorization: Bearer <key>, or X-API-Key)"
 
 _TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 
@@ -73,18 +78,12 @@ class GuardInterceptor(WrapInterceptor):
         claimed: str = getattr(request, "tenant_id", "")
         if not self.keys.enabled:
             return claimed or self.tenant_without_keys
-        key = key_from_headers(metadata)
-        if key is None:
-            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, KEY_REQUIRED)
-        tenant = self.keys.tenant_for(key)
+        tenant = self.keys.tenant_for(key_from_headers(metadata))
         if tenant is None:
-            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "the API key is not valid")
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, KEY_REQUIRED)
         if tenant == SERVICE_TENANT:
             if self.tenant_from is TenantFrom.KEY:
-                raise RpcError(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "a service key has no tenant; use a tenant's key",
-                )
+                raise RpcError(grpc.StatusCode.UNAUTHENTICATED, SERVICE_KEY_REFUSED)
             return claimed or SERVICE_TENANT
         if claimed and claimed != tenant:
             raise RpcError(

@@ -13,12 +13,18 @@ from collections.abc import Collection
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from embedpipe.auth import API_KEY_QUERY, SERVICE_TENANT, KeyStore, key_from_headers
+from embedpipe.auth import (
+    API_KEY_QUERY,
+    KEY_REQUIRED,
+    SERVICE_KEY_REFUSED,
+    SERVICE_TENANT,
+    KeyStore,
+    key_from_headers,
+)
 from embedpipe.http.errors import HttpError
 
 #: The tenant the middleware found for a request; absent on public paths.
 TENANT = web.RequestKey("tenant_id", str)
-KEY_REQUIRED = "a valid API key is required (Authorization: Bearer <key>, or X-API-Key)"
 
 
 def tenant_of(request: web.Request) -> str:
@@ -57,7 +63,7 @@ def api_key_middleware(
         if tenant is None:
             raise HttpError(401, KEY_REQUIRED)
         if tenant == SERVICE_TENANT and not service_keys:
-            raise HttpError(401, "a service key has no tenant; use a tenant's key")
+            raise HttpError(401, SERVICE_KEY_REFUSED)
         request[TENANT] = tenant
         return await handler(request)
 

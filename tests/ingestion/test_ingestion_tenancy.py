@@ -83,7 +83,7 @@ async def test_second_tenant_cannot_see_list_search_or_delete_first_tenants_data
     assert await status_of(http, "GET", task_url, B) == 404
     assert await status_of(http, "GET", f"{collection}/documents", B) == 404
     async with http.get(f"{ingestion_api}{COLLECTIONS}", headers=bearer(B)) as r:
-        assert (await r.json()) == {"collections": []}
+        assert (await r.json())["collections"] == []
     query = {"query": "fish tank water"}
     assert await status_of(http, "POST", f"{collection}/search", B, json=query) == 404
     upload_404 = await status_of(

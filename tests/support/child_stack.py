@@ -55,6 +55,7 @@ def start_child_stack(
         "GATEWAY_PORT": str(gateway_port),
         "EMBEDDING_SERVICE_URL": f"http://127.0.0.1:{gateway_port}",
         "INGESTION_PORT": str(ingestion_port),
+        "INGESTION_GRPC_PORT": str(free_port()),
     }
     servers = [
         children.start(

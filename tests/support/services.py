@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -24,6 +25,7 @@ from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.redis_conn import connect
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from ingestion.api import GRPC_PORT as INGESTION_GRPC_PORT
 from ingestion.api import create_app as create_ingestion_app
 from ingestion.settings import IngestionSettings
 from tests.support.processes import service_env
@@ -120,6 +122,7 @@ def ingestion_settings_for(
         "consumer_name": "ingestion-test",
         "request_chunks": 8,  # the test embedding server takes at most 10 chunks a request
         "claim_idle_ms": 2000,
+        "grpc_port": 0,
         **overrides,
     }
     return IngestionSettings(
@@ -133,11 +136,27 @@ def ingestion_settings_for(
     )
 
 
+@dataclass(frozen=True)
+class IngestionFronts:
+    """One ingestion API process's two fronts: its HTTP base URL and its gRPC target."""
+
+    url: str
+    grpc_target: str
+
+
+@contextlib.asynccontextmanager
+async def serving_ingestion_fronts(settings: IngestionSettings) -> AsyncIterator[IngestionFronts]:
+    """The ingestion API, HTTP and gRPC, each on a free port."""
+    app = create_ingestion_app(replace(settings, grpc_port=0))
+    async with serving_app(app) as url:
+        yield IngestionFronts(url, f"127.0.0.1:{app[INGESTION_GRPC_PORT]}")
+
+
 @contextlib.asynccontextmanager
 async def serving_ingestion(settings: IngestionSettings) -> AsyncIterator[str]:
     """The ingestion API on a free port; yields its base URL."""
-    async with serving_app(create_ingestion_app(settings)) as url:
-        yield url
+    async with serving_ingestion_fronts(settings) as fronts:
+        yield fronts.url
 
 
 WorkerFactory = Callable[[], contextlib.AbstractAsyncContextManager[EmbeddingWorker]]

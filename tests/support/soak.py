@@ -39,6 +39,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -236,12 +237,24 @@ async def _send(api: _Api, config: SoakConfig, deadline: float) -> dict[str, str
     return tasks
 
 
+async def _documents(api: _Api) -> list[dict[str, Any]]:
+    """Every document of the soak's collection, page by page."""
+    found: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        query = urlencode({"page_size": 1000, "page_token": token})
+        body = await api.call("GET", f"/api/v1/collections/{COLLECTION}/documents?{query}")
+        found += body["documents"]
+        token = body["next_page_token"]
+        if not token:
+            return found
+
+
 async def _wait_finished(api: _Api, expected: int) -> None:
     """Until every uploaded document is completed or failed; fails on a stall."""
     finished, last_change = -1, time.monotonic()
     while True:
-        body = await api.call("GET", f"/api/v1/collections/{COLLECTION}/documents")
-        statuses = Counter(d["status"] for d in body["documents"])
+        statuses = Counter(d["status"] for d in await _documents(api))
         now_finished = statuses["completed"] + statuses["failed"]
         if now_finished >= expected:
             return

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-#: API keys of the two tenants the gateway tests use (the servers store only hashes).
+#: API keys of the tenants the tests use (the servers store only hashes).
 TENANT_KEYS = {
     "tenant-a": "key-of-tenant-a",
     "tenant-b": "key-of-tenant-b",
+    "tenant-c": "key-of-tenant-c",
     "*": "key-of-a-service",  # a service key: may act for any tenant
 }
 

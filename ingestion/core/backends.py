@@ -1,0 +1,53 @@
+"""What the ingestion operations work with: the database, Redis, the embedding server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+import redis.asyncio as aioredis
+
+from embedpipe.auth import AUTHORIZATION
+from embedpipe.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
+from embedpipe.redis_conn import connect as connect_redis
+from ingestion.db import Pool
+from ingestion.db import connect as connect_db
+from ingestion.keys import IngestionKeys
+from ingestion.settings import IngestionSettings
+
+
+@dataclass(frozen=True)
+class Backends:
+    settings: IngestionSettings
+    pool: Pool
+    redis: aioredis.Redis
+    keys: IngestionKeys
+    # The async stub type exists only in the generated .pyi.
+    embedding: embedding_grpc.EmbeddingServiceAsyncStub
+
+    @property
+    def embedding_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata carrying the service key, if one is configured."""
+        key = self.settings.service_key
+        return ((AUTHORIZATION, f"Bearer {key}"),) if key else ()
+
+
+@asynccontextmanager
+async def open_backends(settings: IngestionSettings) -> AsyncIterator[Backends]:
+    pool = await connect_db(settings.database_url)
+    redis = connect_redis(settings.redis_url)
+    channel = grpc.aio.insecure_channel(settings.embedding_grpc_target)
+    try:
+        yield Backends(
+            settings,
+            pool,
+            redis,
+            IngestionKeys(settings.key_prefix),
+            embedding_grpc.EmbeddingServiceStub(channel),
+        )
+    finally:
+        await channel.close()
+        await redis.aclose()
+        await pool.close()

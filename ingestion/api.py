@@ -10,6 +10,7 @@ from aiohttp import web
 
 from embedpipe.http.access_log import KeyRedactingAccessLogger
 from embedpipe.http.probes import Check, add_probe_routes
+from embedpipe.http.proto_routes import add_proto_routes
 from ingestion import routes
 from ingestion.core.backends import open_backends
 from ingestion.grpc_api import create_grpc_server
@@ -50,18 +51,8 @@ def create_app(settings: IngestionSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
+    add_proto_routes(app, routes.ROUTES)
     r = app.router
-    collection = "/api/v1/collections/{collection_id}"
-    r.add_post("/api/v1/collections", routes.create_collection)
-    r.add_get("/api/v1/collections", routes.list_collections)
-    r.add_get(collection, routes.get_collection)
-    r.add_delete(collection, routes.delete_collection)
-    r.add_post(f"{collection}/documents", routes.upload_document)
-    r.add_get(f"{collection}/documents", routes.list_documents)
-    r.add_get(f"{collection}/documents/{{document_id}}", routes.get_document)
-    r.add_delete(f"{collection}/documents/{{document_id}}", routes.delete_document)
-    r.add_post(f"{collection}/search", routes.search_collection)
-    r.add_get("/api/v1/tasks/{task_id}", routes.get_task)
     r.add_get("/api/v1/ws", events_socket)
     add_probe_routes(app, _readiness)
     r.add_get("/openapi.json", openapi_json)

@@ -1,18 +1,24 @@
-"""The building blocks of our services' OpenAPI 3.1 documents, written by hand.
+"""Our services' OpenAPI 3.1 documents: generated from the protos, plus what only HTTP has.
 
-Owns the small schema helpers (`string`, `obj`, `response`, ...), what the HTTP APIs share
-(the `GoogleError` schema of embedpipe/http/errors.py's error body, the API-key security
-schemes, the `/healthz`, `/readyz` and `/openapi.json` operations with their bodies) and
-the skeleton of a document. Each service's own routes and schemas stay in its
-`openapi.py` (gateway/openapi.py, ingestion/openapi.py).
+`ProtoDescriber` makes the schemas and operations of the routes whose messages are in
+protos (embedpipe/http/proto_routes.py) from the messages' descriptors and comments. The
+rest is what only HTTP has, written here once: the `GoogleError` schema of
+embedpipe/http/errors.py's error body, the API-key security schemes, the `/healthz`,
+`/readyz` and `/openapi.json` operations, small schema helpers for HTTP-only bodies, and
+the skeleton of a document. Each service assembles its document in its `openapi.py`;
+scripts/gen_docs.py writes them out, and the services serve what it wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from typing import Any, cast
 
 from aiohttp import web
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from embedpipe.http.proto_routes import ProtoRoute
 
 Schema = dict[str, Any]
 
@@ -240,3 +246,168 @@ def openapi_handler(
         return web.json_response(build())
 
     return openapi_json
+
+
+# --- generated from the protos ----------------------------------------------------------------
+
+_SCALAR_SCHEMAS: dict[int, Schema] = {
+    FieldDescriptor.TYPE_STRING: {"type": "string"},
+    FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
+    FieldDescriptor.TYPE_DOUBLE: {"type": "number"},
+    FieldDescriptor.TYPE_FLOAT: {"type": "number"},
+    FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_SINT32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_UINT32: {"type": "integer", "format": "int32", "minimum": 0},
+    FieldDescriptor.TYPE_FIXED32: {"type": "integer", "format": "int32", "minimum": 0},
+    # The JSON mapping writes 64-bit integers as strings; it reads either.
+    FieldDescriptor.TYPE_INT64: {"type": ["integer", "string"], "format": "int64"},
+    FieldDescriptor.TYPE_SINT64: {"type": ["integer", "string"], "format": "int64"},
+    FieldDescriptor.TYPE_SFIXED64: {"type": ["integer", "string"], "format": "int64"},
+    FieldDescriptor.TYPE_UINT64: {"type": ["integer", "string"], "format": "int64"},
+    FieldDescriptor.TYPE_FIXED64: {"type": ["integer", "string"], "format": "int64"},
+    FieldDescriptor.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+}
+_WELL_KNOWN: dict[str, Schema] = {
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"},
+}
+_SUCCESS = {200: "OK.", 201: "Created.", 202: "Accepted.", 204: "Done; no body."}
+
+
+def _or_null(schema: Schema) -> Schema:
+    if "$ref" in schema or "type" not in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    return {**schema, "type": [*types, "null"]}
+
+
+def _lower_camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+class ProtoDescriber:
+    """OpenAPI schemas and operations of `ProtoRoute`s, from the messages' descriptors and
+    the protos' comments (`comments`: full name → text, embedpipe/protodoc.py).
+
+    A message an API answers with is described as it is written: every field present,
+    a field that may be unset nullable. A message an API is sent lists its fields, the
+    route's required ones required; fields the path carries are left out of the body.
+    """
+
+    def __init__(self, comments: Mapping[str, str]) -> None:
+        self.comments = comments
+        self.schemas: dict[str, Schema] = {}
+
+    def _describe(self, schema: Schema, full_name: str) -> Schema:
+        if text := self.comments.get(full_name):
+            return {**schema, "description": text}
+        return schema
+
+    def field_schema(self, field: FieldDescriptor, *, answer: bool) -> Schema:
+        if field.message_type is not None:
+            name = field.message_type.full_name
+            schema = _WELL_KNOWN.get(name) or self.message_ref(field.message_type, answer=answer)
+        elif field.enum_type is not None:
+            schema = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+        else:
+            schema = _SCALAR_SCHEMAS[field.type]
+        if field.is_repeated:
+            schema = {"type": "array", "items": schema}
+        elif answer and field.has_presence:
+            schema = _or_null(schema)
+        return self._describe(schema, field.full_name)
+
+    def message_ref(
+        self,
+        message: Descriptor,
+        *,
+        answer: bool,
+        omit: Collection[str] = (),
+        required: Collection[str] = (),
+    ) -> Schema:
+        """A `$ref` to the message's schema, made on first use."""
+        fields = [f for f in message.fields if f.name not in omit]
+        schema: Schema = {
+            "type": "object",
+            "properties": {f.name: self.field_schema(f, answer=answer) for f in fields},
+        }
+        if names := [f.name for f in fields if answer or f.name in required]:
+            schema["required"] = names
+        schema = self._describe(schema, message.full_name)
+        known = self.schemas.setdefault(message.name, schema)
+        if known != schema:
+            raise ValueError(f"{message.name} is described two ways (sent and answered?)")
+        return ref(message.name)
+
+    def operation(self, route: ProtoRoute, error: Callable[[int, str], Schema]) -> Schema:
+        """The route's operation; `error(status, reason)` is the response of an error."""
+        text = self.comments.get(route.rpc.full_name, "").split("\n\n", 1)
+        operation: Schema = {
+            "operationId": _lower_camel(route.rpc.name),
+            "summary": " ".join(text[0].split()),
+        }
+        if len(text) > 1:
+            operation["description"] = text[1]
+        if route.tag:
+            operation["tags"] = [route.tag]
+        operation["security"] = AUTHENTICATED
+        message = _descriptor(route.request_message)
+        in_path = route.path_fields
+        parameters = [self._parameter(message, name, "path", True) for name in in_path]
+        if not route.has_body:
+            parameters += [
+                self._parameter(message, f.name, "query", f.name in route.required)
+                for f in message.fields
+                if f.name not in in_path
+            ]
+        if parameters:
+            operation["parameters"] = parameters
+        if route.has_body:
+            body = self.message_ref(message, answer=False, omit=in_path, required=route.required)
+            operation["requestBody"] = {
+                "required": True,
+                "content": {**json_content(body), **route.extra_content},
+            }
+        operation["responses"] = self._responses(route, error)
+        return operation
+
+    def _parameter(self, message: Descriptor, name: str, where: str, required: bool) -> Schema:
+        field = message.fields_by_name[name]
+        schema = self.field_schema(field, answer=False)
+        parameter: Schema = {"name": name, "in": where, "required": required}
+        if "description" in schema:
+            parameter["description"] = schema.pop("description")
+        return {**parameter, "schema": schema}
+
+    def _responses(self, route: ProtoRoute, error: Callable[[int, str], Schema]) -> Schema:
+        if route.status == 204:
+            success = response(_SUCCESS[204])
+        else:
+            answer: Descriptor = route.rpc.output_type
+            if route.answer is not None:
+                answer = cast(Descriptor, answer.fields_by_name[route.answer].message_type)
+            success = response(
+                _SUCCESS.get(route.status, "OK."), self.message_ref(answer, answer=True)
+            )
+        errors = {401: "", **route.errors}
+        responses = {str(route.status): success} | {
+            str(status): error(status, reason) for status, reason in sorted(errors.items())
+        }
+        responses["default"] = response("Any other error (500: internal error).", ref(GOOGLE_ERROR))
+        return responses
+
+    def paths(
+        self, routes: Iterable[ProtoRoute], error: Callable[[int, str], Schema]
+    ) -> dict[str, Schema]:
+        found: dict[str, Schema] = {}
+        for route in routes:
+            found.setdefault(route.path, {})[route.method.lower()] = self.operation(route, error)
+        return found
+
+
+def _descriptor(message_class: type[Message]) -> Descriptor:
+    return cast(Descriptor, message_class.DESCRIPTOR)

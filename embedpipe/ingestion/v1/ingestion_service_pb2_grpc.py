@@ -29,8 +29,9 @@ class IngestionServiceStub:
     """IngestionService stores a tenant's documents as searchable chunks and searches them.
 
     The caller's API key names its tenant (`authorization: Bearer <key>` or `x-api-key`
-    metadata); another tenant's collections, documents and tasks are NOT_FOUND. Over HTTP
-    the same operations are under `/api/v1`, with the same JSON field names.
+    metadata); another tenant's collections, documents and tasks are NOT_FOUND. The same
+    operations are served over HTTP under `/api/v1`, with these messages as JSON bodies.
+    Errors carry the bad field as a google.rpc.BadRequest violation.
     """
 
     def __init__(self, channel):
@@ -100,83 +101,94 @@ class IngestionServiceServicer:
     """IngestionService stores a tenant's documents as searchable chunks and searches them.
 
     The caller's API key names its tenant (`authorization: Bearer <key>` or `x-api-key`
-    metadata); another tenant's collections, documents and tasks are NOT_FOUND. Over HTTP
-    the same operations are under `/api/v1`, with the same JSON field names.
+    metadata); another tenant's collections, documents and tasks are NOT_FOUND. The same
+    operations are served over HTTP under `/api/v1`, with these messages as JSON bodies.
+    Errors carry the bad field as a google.rpc.BadRequest violation.
     """
 
     def CreateCollection(self, request, context):
-        """CreateCollection makes a collection; ALREADY_EXISTS when the tenant has one of that id.
+        """Create a collection with its embedding model and chunking settings.
+
+        ALREADY_EXISTS (HTTP 409) when the tenant has a collection of that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCollection(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A collection, with its document count.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCollections(self, request, context):
-        """ListCollections lists the tenant's collections by id, a page at a time.
+        """The tenant's collections by id, with their document counts, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteCollection(self, request, context):
-        """DeleteCollection deletes a collection with all its documents, vectors and tasks.
+        """Delete a collection with all its documents, chunks, vectors and tasks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UploadDocument(self, request_iterator, context):
-        """UploadDocument accepts a document and answers with its task at once; the work goes on
-        in the background (follow it with WatchTask). The first message is the header; the
-        file's bytes follow in as many messages as needed, or the header carries `text`.
-        An unsupported type or a file with nothing to read is refused at once.
+        """Upload a document; answered with its task once its text is read.
+
+        The format is checked and the text extracted before the answer, so an unsupported
+        type or a file with nothing to read is refused at once; chunking and embedding follow
+        in a worker (follow them with WatchTask). Uploading again with the same document_id
+        replaces the document once the new version is embedded; unchanged text is not
+        embedded again. Over gRPC the first message is the header and the file's bytes follow
+        in as many messages as needed, or the header carries `text`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListDocuments(self, request, context):
-        """ListDocuments lists a collection's documents by id, a page at a time.
+        """A collection's documents by id, with their status, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetDocument(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A document.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteDocument(self, request, context):
-        """DeleteDocument deletes a document with its vectors; its unfinished tasks fail.
+        """Delete a document with its chunks and vectors; its unfinished tasks fail.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTask(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A task: status, progress, chunk counts, times, error.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchTask(self, request, context):
-        """WatchTask sends the task's current state, then every change, whichever replica of the
-        service or worker made it; the stream ends after the task's final status.
+        """A task's state now, then every change until its final status, when the stream ends.
+
+        Changes come from whichever replica of the service or worker made them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """Search finds the chunks of a collection nearest in meaning to a query.
+        """The chunks of a collection nearest in meaning to a query (cosine similarity).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,8 +264,9 @@ class IngestionService:
     """IngestionService stores a tenant's documents as searchable chunks and searches them.
 
     The caller's API key names its tenant (`authorization: Bearer <key>` or `x-api-key`
-    metadata); another tenant's collections, documents and tasks are NOT_FOUND. Over HTTP
-    the same operations are under `/api/v1`, with the same JSON field names.
+    metadata); another tenant's collections, documents and tasks are NOT_FOUND. The same
+    operations are served over HTTP under `/api/v1`, with these messages as JSON bodies.
+    Errors carry the bad field as a google.rpc.BadRequest violation.
     """
 
     @staticmethod

@@ -30,8 +30,9 @@ class IngestionServiceStub:
     """IngestionService stores a tenant's documents as searchable chunks and searches them.
 
     The caller's API key names its tenant (`authorization: Bearer <key>` or `x-api-key`
-    metadata); another tenant's collections, documents and tasks are NOT_FOUND. Over HTTP
-    the same operations are under `/api/v1`, with the same JSON field names.
+    metadata); another tenant's collections, documents and tasks are NOT_FOUND. The same
+    operations are served over HTTP under `/api/v1`, with these messages as JSON bodies.
+    Errors carry the bad field as a google.rpc.BadRequest violation.
     """
 
     @_typing.overload
@@ -39,73 +40,97 @@ class IngestionServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IngestionServiceAsyncStub: ...
     CreateCollection: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.CreateCollectionRequest, _ingestion_service_pb2.CreateCollectionResponse]
-    """CreateCollection makes a collection; ALREADY_EXISTS when the tenant has one of that id."""
+    """Create a collection with its embedding model and chunking settings.
+
+    ALREADY_EXISTS (HTTP 409) when the tenant has a collection of that id.
+    """
     GetCollection: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetCollectionRequest, _ingestion_service_pb2.GetCollectionResponse]
+    """A collection, with its document count."""
     ListCollections: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.ListCollectionsRequest, _ingestion_service_pb2.ListCollectionsResponse]
-    """ListCollections lists the tenant's collections by id, a page at a time."""
+    """The tenant's collections by id, with their document counts, a page at a time."""
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.DeleteCollectionRequest, _ingestion_service_pb2.DeleteCollectionResponse]
-    """DeleteCollection deletes a collection with all its documents, vectors and tasks."""
+    """Delete a collection with all its documents, chunks, vectors and tasks."""
     UploadDocument: _grpc.StreamUnaryMultiCallable[_ingestion_service_pb2.UploadDocumentRequest, _ingestion_service_pb2.UploadDocumentResponse]
-    """UploadDocument accepts a document and answers with its task at once; the work goes on
-    in the background (follow it with WatchTask). The first message is the header; the
-    file's bytes follow in as many messages as needed, or the header carries `text`.
-    An unsupported type or a file with nothing to read is refused at once.
+    """Upload a document; answered with its task once its text is read.
+
+    The format is checked and the text extracted before the answer, so an unsupported
+    type or a file with nothing to read is refused at once; chunking and embedding follow
+    in a worker (follow them with WatchTask). Uploading again with the same document_id
+    replaces the document once the new version is embedded; unchanged text is not
+    embedded again. Over gRPC the first message is the header and the file's bytes follow
+    in as many messages as needed, or the header carries `text`.
     """
     ListDocuments: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.ListDocumentsRequest, _ingestion_service_pb2.ListDocumentsResponse]
-    """ListDocuments lists a collection's documents by id, a page at a time."""
+    """A collection's documents by id, with their status, a page at a time."""
     GetDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetDocumentRequest, _ingestion_service_pb2.GetDocumentResponse]
+    """A document."""
     DeleteDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.DeleteDocumentRequest, _ingestion_service_pb2.DeleteDocumentResponse]
-    """DeleteDocument deletes a document with its vectors; its unfinished tasks fail."""
+    """Delete a document with its chunks and vectors; its unfinished tasks fail."""
     GetTask: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetTaskRequest, _ingestion_service_pb2.GetTaskResponse]
+    """A task: status, progress, chunk counts, times, error."""
     WatchTask: _grpc.UnaryStreamMultiCallable[_ingestion_service_pb2.WatchTaskRequest, _ingestion_service_pb2.WatchTaskResponse]
-    """WatchTask sends the task's current state, then every change, whichever replica of the
-    service or worker made it; the stream ends after the task's final status.
+    """A task's state now, then every change until its final status, when the stream ends.
+
+    Changes come from whichever replica of the service or worker made them.
     """
     Search: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.SearchRequest, _ingestion_service_pb2.SearchResponse]
-    """Search finds the chunks of a collection nearest in meaning to a query."""
+    """The chunks of a collection nearest in meaning to a query (cosine similarity)."""
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
     """IngestionService stores a tenant's documents as searchable chunks and searches them.
 
     The caller's API key names its tenant (`authorization: Bearer <key>` or `x-api-key`
-    metadata); another tenant's collections, documents and tasks are NOT_FOUND. Over HTTP
-    the same operations are under `/api/v1`, with the same JSON field names.
+    metadata); another tenant's collections, documents and tasks are NOT_FOUND. The same
+    operations are served over HTTP under `/api/v1`, with these messages as JSON bodies.
+    Errors carry the bad field as a google.rpc.BadRequest violation.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCollection: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.CreateCollectionRequest, _ingestion_service_pb2.CreateCollectionResponse]  # type: ignore[assignment]
-    """CreateCollection makes a collection; ALREADY_EXISTS when the tenant has one of that id."""
+    """Create a collection with its embedding model and chunking settings.
+
+    ALREADY_EXISTS (HTTP 409) when the tenant has a collection of that id.
+    """
     GetCollection: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetCollectionRequest, _ingestion_service_pb2.GetCollectionResponse]  # type: ignore[assignment]
+    """A collection, with its document count."""
     ListCollections: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.ListCollectionsRequest, _ingestion_service_pb2.ListCollectionsResponse]  # type: ignore[assignment]
-    """ListCollections lists the tenant's collections by id, a page at a time."""
+    """The tenant's collections by id, with their document counts, a page at a time."""
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.DeleteCollectionRequest, _ingestion_service_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
-    """DeleteCollection deletes a collection with all its documents, vectors and tasks."""
+    """Delete a collection with all its documents, chunks, vectors and tasks."""
     UploadDocument: _aio.StreamUnaryMultiCallable[_ingestion_service_pb2.UploadDocumentRequest, _ingestion_service_pb2.UploadDocumentResponse]  # type: ignore[assignment]
-    """UploadDocument accepts a document and answers with its task at once; the work goes on
-    in the background (follow it with WatchTask). The first message is the header; the
-    file's bytes follow in as many messages as needed, or the header carries `text`.
-    An unsupported type or a file with nothing to read is refused at once.
+    """Upload a document; answered with its task once its text is read.
+
+    The format is checked and the text extracted before the answer, so an unsupported
+    type or a file with nothing to read is refused at once; chunking and embedding follow
+    in a worker (follow them with WatchTask). Uploading again with the same document_id
+    replaces the document once the new version is embedded; unchanged text is not
+    embedded again. Over gRPC the first message is the header and the file's bytes follow
+    in as many messages as needed, or the header carries `text`.
     """
     ListDocuments: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.ListDocumentsRequest, _ingestion_service_pb2.ListDocumentsResponse]  # type: ignore[assignment]
-    """ListDocuments lists a collection's documents by id, a page at a time."""
+    """A collection's documents by id, with their status, a page at a time."""
     GetDocument: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetDocumentRequest, _ingestion_service_pb2.GetDocumentResponse]  # type: ignore[assignment]
+    """A document."""
     DeleteDocument: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.DeleteDocumentRequest, _ingestion_service_pb2.DeleteDocumentResponse]  # type: ignore[assignment]
-    """DeleteDocument deletes a document with its vectors; its unfinished tasks fail."""
+    """Delete a document with its chunks and vectors; its unfinished tasks fail."""
     GetTask: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetTaskRequest, _ingestion_service_pb2.GetTaskResponse]  # type: ignore[assignment]
+    """A task: status, progress, chunk counts, times, error."""
     WatchTask: _aio.UnaryStreamMultiCallable[_ingestion_service_pb2.WatchTaskRequest, _ingestion_service_pb2.WatchTaskResponse]  # type: ignore[assignment]
-    """WatchTask sends the task's current state, then every change, whichever replica of the
-    service or worker made it; the stream ends after the task's final status.
+    """A task's state now, then every change until its final status, when the stream ends.
+
+    Changes come from whichever replica of the service or worker made them.
     """
     Search: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.SearchRequest, _ingestion_service_pb2.SearchResponse]  # type: ignore[assignment]
-    """Search finds the chunks of a collection nearest in meaning to a query."""
+    """The chunks of a collection nearest in meaning to a query (cosine similarity)."""
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """IngestionService stores a tenant's documents as searchable chunks and searches them.
 
     The caller's API key names its tenant (`authorization: Bearer <key>` or `x-api-key`
-    metadata); another tenant's collections, documents and tasks are NOT_FOUND. Over HTTP
-    the same operations are under `/api/v1`, with the same JSON field names.
+    metadata); another tenant's collections, documents and tasks are NOT_FOUND. The same
+    operations are served over HTTP under `/api/v1`, with these messages as JSON bodies.
+    Errors carry the bad field as a google.rpc.BadRequest violation.
     """
 
     @_abc_1.abstractmethod
@@ -114,14 +139,18 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.CreateCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.CreateCollectionResponse, _abc.Awaitable[_ingestion_service_pb2.CreateCollectionResponse]]:
-        """CreateCollection makes a collection; ALREADY_EXISTS when the tenant has one of that id."""
+        """Create a collection with its embedding model and chunking settings.
+
+        ALREADY_EXISTS (HTTP 409) when the tenant has a collection of that id.
+        """
 
     @_abc_1.abstractmethod
     def GetCollection(
         self,
         request: _ingestion_service_pb2.GetCollectionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingestion_service_pb2.GetCollectionResponse, _abc.Awaitable[_ingestion_service_pb2.GetCollectionResponse]]: ...
+    ) -> _typing.Union[_ingestion_service_pb2.GetCollectionResponse, _abc.Awaitable[_ingestion_service_pb2.GetCollectionResponse]]:
+        """A collection, with its document count."""
 
     @_abc_1.abstractmethod
     def ListCollections(
@@ -129,7 +158,7 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.ListCollectionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.ListCollectionsResponse, _abc.Awaitable[_ingestion_service_pb2.ListCollectionsResponse]]:
-        """ListCollections lists the tenant's collections by id, a page at a time."""
+        """The tenant's collections by id, with their document counts, a page at a time."""
 
     @_abc_1.abstractmethod
     def DeleteCollection(
@@ -137,7 +166,7 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.DeleteCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.DeleteCollectionResponse, _abc.Awaitable[_ingestion_service_pb2.DeleteCollectionResponse]]:
-        """DeleteCollection deletes a collection with all its documents, vectors and tasks."""
+        """Delete a collection with all its documents, chunks, vectors and tasks."""
 
     @_abc_1.abstractmethod
     def UploadDocument(
@@ -145,10 +174,14 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_ingestion_service_pb2.UploadDocumentRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.UploadDocumentResponse, _abc.Awaitable[_ingestion_service_pb2.UploadDocumentResponse]]:
-        """UploadDocument accepts a document and answers with its task at once; the work goes on
-        in the background (follow it with WatchTask). The first message is the header; the
-        file's bytes follow in as many messages as needed, or the header carries `text`.
-        An unsupported type or a file with nothing to read is refused at once.
+        """Upload a document; answered with its task once its text is read.
+
+        The format is checked and the text extracted before the answer, so an unsupported
+        type or a file with nothing to read is refused at once; chunking and embedding follow
+        in a worker (follow them with WatchTask). Uploading again with the same document_id
+        replaces the document once the new version is embedded; unchanged text is not
+        embedded again. Over gRPC the first message is the header and the file's bytes follow
+        in as many messages as needed, or the header carries `text`.
         """
 
     @_abc_1.abstractmethod
@@ -157,14 +190,15 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.ListDocumentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.ListDocumentsResponse, _abc.Awaitable[_ingestion_service_pb2.ListDocumentsResponse]]:
-        """ListDocuments lists a collection's documents by id, a page at a time."""
+        """A collection's documents by id, with their status, a page at a time."""
 
     @_abc_1.abstractmethod
     def GetDocument(
         self,
         request: _ingestion_service_pb2.GetDocumentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingestion_service_pb2.GetDocumentResponse, _abc.Awaitable[_ingestion_service_pb2.GetDocumentResponse]]: ...
+    ) -> _typing.Union[_ingestion_service_pb2.GetDocumentResponse, _abc.Awaitable[_ingestion_service_pb2.GetDocumentResponse]]:
+        """A document."""
 
     @_abc_1.abstractmethod
     def DeleteDocument(
@@ -172,14 +206,15 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.DeleteDocumentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.DeleteDocumentResponse, _abc.Awaitable[_ingestion_service_pb2.DeleteDocumentResponse]]:
-        """DeleteDocument deletes a document with its vectors; its unfinished tasks fail."""
+        """Delete a document with its chunks and vectors; its unfinished tasks fail."""
 
     @_abc_1.abstractmethod
     def GetTask(
         self,
         request: _ingestion_service_pb2.GetTaskRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingestion_service_pb2.GetTaskResponse, _abc.Awaitable[_ingestion_service_pb2.GetTaskResponse]]: ...
+    ) -> _typing.Union[_ingestion_service_pb2.GetTaskResponse, _abc.Awaitable[_ingestion_service_pb2.GetTaskResponse]]:
+        """A task: status, progress, chunk counts, times, error."""
 
     @_abc_1.abstractmethod
     def WatchTask(
@@ -187,8 +222,9 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.WatchTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ingestion_service_pb2.WatchTaskResponse], _abc.AsyncIterator[_ingestion_service_pb2.WatchTaskResponse]]:
-        """WatchTask sends the task's current state, then every change, whichever replica of the
-        service or worker made it; the stream ends after the task's final status.
+        """A task's state now, then every change until its final status, when the stream ends.
+
+        Changes come from whichever replica of the service or worker made them.
         """
 
     @_abc_1.abstractmethod
@@ -197,6 +233,6 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.SearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.SearchResponse, _abc.Awaitable[_ingestion_service_pb2.SearchResponse]]:
-        """Search finds the chunks of a collection nearest in meaning to a query."""
+        """The chunks of a collection nearest in meaning to a query (cosine similarity)."""
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
 QUEUE_SERVICE_NAME = queue_pb.DESCRIPTOR.services_by_name["QueueService"].full_name
 HEALTH_INTERVAL_S = 2.0
+#: The status of every job GenerateEmbeddings answers for.
+ACCEPTED = "accepted"
 
 Context = grpc.aio.ServicerContext[object, object]
 
@@ -79,14 +81,16 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
             request.model,
             accepted.deduplicated,
         )
-        accepted_time = Timestamp()
-        accepted_time.FromMilliseconds(accepted.accepted_ms)
+        accepted_at = Timestamp()
+        accepted_at.FromMilliseconds(accepted.accepted_ms)
         return pb.GenerateEmbeddingsResponse(
             job_id=accepted.job_id,
-            accepted_time=accepted_time,
+            accepted_time=accepted_at,
+            accepted_at=accepted_at,
             task_id=request.task_id,
             chunk_count=len(request.chunks),
             deduplicated=accepted.deduplicated,
+            status=ACCEPTED,
         )
 
     async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:

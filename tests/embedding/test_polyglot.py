@@ -223,7 +223,7 @@ async def test_buf_curl_generate_embeddings_through_reflection_leads_to_a_callba
     result = await buf_curl(server, "GenerateEmbeddings", payload)
     assert result.returncode == 0, result
     reply = result.json()
-    assert set(reply) == {"jobId", "acceptedTime", "taskId", "chunkCount"}
+    assert set(reply) == {"jobId", "acceptedTime", "acceptedAt", "status", "taskId", "chunkCount"}
     assert reply["taskId"] == "task-buf" and reply["chunkCount"] == 2
 
     (callback,) = await pop_callbacks(redis, 1)

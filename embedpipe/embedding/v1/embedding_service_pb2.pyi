@@ -39,18 +39,22 @@ class GenerateEmbeddingsRequest(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ..., model: _Optional[str] = ..., task_id: _Optional[str] = ..., callback_queue: _Optional[str] = ...) -> None: ...
 
 class GenerateEmbeddingsResponse(_message.Message):
-    __slots__ = ("job_id", "accepted_time", "task_id", "chunk_count", "deduplicated")
+    __slots__ = ("job_id", "accepted_time", "task_id", "chunk_count", "deduplicated", "status", "accepted_at")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_TIME_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     accepted_time: _timestamp_pb2.Timestamp
     task_id: str
     chunk_count: int
     deduplicated: bool
-    def __init__(self, job_id: _Optional[str] = ..., accepted_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
+    status: str
+    accepted_at: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., accepted_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., deduplicated: _Optional[bool] = ..., status: _Optional[str] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("inputs", "model", "dimensions", "normalize", "truncate")

@@ -63,26 +63,26 @@ class EmbeddingServiceServicer:
     """
 
     def GenerateEmbeddings(self, request, context):
-        """GenerateEmbeddings accepts an asynchronous job and answers at once.
-        The vectors are delivered later as an EmbeddingCallback (see callback.proto),
-        serialized as JSON and pushed onto the Redis list named by `callback_queue`.
+        """Accept an embedding job and answer at once; the vectors arrive later on callback_queue.
 
-        Idempotent: the same (tenant_id, task_id, document_id) with the same set of
-        chunk_ids yields the same job, so a retried request never embeds twice.
+        They are delivered as an EmbeddingCallback (see callback.proto), serialized as JSON
+        and pushed onto the Redis list named by `callback_queue`. Idempotent: the same
+        (tenant_id, task_id, document_id) with the same set of chunk_ids yields the same job,
+        so a retried request never embeds twice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Embed(self, request, context):
-        """Embed embeds a few inputs synchronously (queries, direct gRPC clients).
+        """Embed a few inputs now (queries, direct gRPC clients).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """ListModels lists the models this server serves.
+        """The models this server serves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

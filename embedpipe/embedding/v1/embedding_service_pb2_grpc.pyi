@@ -38,17 +38,17 @@ class EmbeddingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EmbeddingServiceAsyncStub: ...
     GenerateEmbeddings: _grpc.UnaryUnaryMultiCallable[_embedding_service_pb2.GenerateEmbeddingsRequest, _embedding_service_pb2.GenerateEmbeddingsResponse]
-    """GenerateEmbeddings accepts an asynchronous job and answers at once.
-    The vectors are delivered later as an EmbeddingCallback (see callback.proto),
-    serialized as JSON and pushed onto the Redis list named by `callback_queue`.
+    """Accept an embedding job and answer at once; the vectors arrive later on callback_queue.
 
-    Idempotent: the same (tenant_id, task_id, document_id) with the same set of
-    chunk_ids yields the same job, so a retried request never embeds twice.
+    They are delivered as an EmbeddingCallback (see callback.proto), serialized as JSON
+    and pushed onto the Redis list named by `callback_queue`. Idempotent: the same
+    (tenant_id, task_id, document_id) with the same set of chunk_ids yields the same job,
+    so a retried request never embeds twice.
     """
     Embed: _grpc.UnaryUnaryMultiCallable[_embedding_service_pb2.EmbedRequest, _embedding_service_pb2.EmbedResponse]
-    """Embed embeds a few inputs synchronously (queries, direct gRPC clients)."""
+    """Embed a few inputs now (queries, direct gRPC clients)."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_embedding_service_pb2.ListModelsRequest, _embedding_service_pb2.ListModelsResponse]
-    """ListModels lists the models this server serves."""
+    """The models this server serves."""
 
 @_typing.type_check_only
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
@@ -60,17 +60,17 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GenerateEmbeddings: _aio.UnaryUnaryMultiCallable[_embedding_service_pb2.GenerateEmbeddingsRequest, _embedding_service_pb2.GenerateEmbeddingsResponse]  # type: ignore[assignment]
-    """GenerateEmbeddings accepts an asynchronous job and answers at once.
-    The vectors are delivered later as an EmbeddingCallback (see callback.proto),
-    serialized as JSON and pushed onto the Redis list named by `callback_queue`.
+    """Accept an embedding job and answer at once; the vectors arrive later on callback_queue.
 
-    Idempotent: the same (tenant_id, task_id, document_id) with the same set of
-    chunk_ids yields the same job, so a retried request never embeds twice.
+    They are delivered as an EmbeddingCallback (see callback.proto), serialized as JSON
+    and pushed onto the Redis list named by `callback_queue`. Idempotent: the same
+    (tenant_id, task_id, document_id) with the same set of chunk_ids yields the same job,
+    so a retried request never embeds twice.
     """
     Embed: _aio.UnaryUnaryMultiCallable[_embedding_service_pb2.EmbedRequest, _embedding_service_pb2.EmbedResponse]  # type: ignore[assignment]
-    """Embed embeds a few inputs synchronously (queries, direct gRPC clients)."""
+    """Embed a few inputs now (queries, direct gRPC clients)."""
     ListModels: _aio.UnaryUnaryMultiCallable[_embedding_service_pb2.ListModelsRequest, _embedding_service_pb2.ListModelsResponse]  # type: ignore[assignment]
-    """ListModels lists the models this server serves."""
+    """The models this server serves."""
 
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     """EmbeddingService turns text into vectors.
@@ -85,12 +85,12 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _embedding_service_pb2.GenerateEmbeddingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_service_pb2.GenerateEmbeddingsResponse, _abc.Awaitable[_embedding_service_pb2.GenerateEmbeddingsResponse]]:
-        """GenerateEmbeddings accepts an asynchronous job and answers at once.
-        The vectors are delivered later as an EmbeddingCallback (see callback.proto),
-        serialized as JSON and pushed onto the Redis list named by `callback_queue`.
+        """Accept an embedding job and answer at once; the vectors arrive later on callback_queue.
 
-        Idempotent: the same (tenant_id, task_id, document_id) with the same set of
-        chunk_ids yields the same job, so a retried request never embeds twice.
+        They are delivered as an EmbeddingCallback (see callback.proto), serialized as JSON
+        and pushed onto the Redis list named by `callback_queue`. Idempotent: the same
+        (tenant_id, task_id, document_id) with the same set of chunk_ids yields the same job,
+        so a retried request never embeds twice.
         """
 
     @_abc_1.abstractmethod
@@ -99,7 +99,7 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _embedding_service_pb2.EmbedRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_service_pb2.EmbedResponse, _abc.Awaitable[_embedding_service_pb2.EmbedResponse]]:
-        """Embed embeds a few inputs synchronously (queries, direct gRPC clients)."""
+        """Embed a few inputs now (queries, direct gRPC clients)."""
 
     @_abc_1.abstractmethod
     def ListModels(
@@ -107,6 +107,6 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _embedding_service_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_service_pb2.ListModelsResponse, _abc.Awaitable[_embedding_service_pb2.ListModelsResponse]]:
-        """ListModels lists the models this server serves."""
+        """The models this server serves."""
 
 def add_EmbeddingServiceServicer_to_server(servicer: EmbeddingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

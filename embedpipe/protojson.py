@@ -13,11 +13,11 @@ the wrong type; fields a message does not have are ignored, as JSON clients expe
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+import base64
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar, cast
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, message_factory, struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -34,32 +34,39 @@ _JSON_AS_IS = frozenset(
     }
 )
 _STRUCT = "google.protobuf.Struct"
-# json_format names the field in one of two ways.
-_FIELD_FIRST = re.compile(r"^Failed to parse (\w+) field")
-_FIELD_LAST = re.compile(r" at \w+\.(\w+)\.?$")
 _KIND = {
     FieldDescriptor.TYPE_STRING: "a string",
     FieldDescriptor.TYPE_BOOL: "true or false",
     FieldDescriptor.TYPE_BYTES: "base64 text",
     FieldDescriptor.TYPE_DOUBLE: "a number",
     FieldDescriptor.TYPE_FLOAT: "a number",
-    FieldDescriptor.TYPE_INT32: "an integer",
-    FieldDescriptor.TYPE_INT64: "an integer",
 }
-_RANGE = {
-    FieldDescriptor.TYPE_INT32: f" from {-(2**31)} to {2**31 - 1}",
-    FieldDescriptor.TYPE_INT64: f" from {-(2**63)} to {2**63 - 1}",
+_MESSAGE_KIND = {
+    _STRUCT: "a JSON object",
+    "google.protobuf.Timestamp": "an RFC 3339 time",
+    "google.protobuf.Duration": "a duration in seconds, like 1.5s",
 }
-_MESSAGE_KIND = {_STRUCT: "a JSON object", "google.protobuf.Timestamp": "an RFC 3339 time"}
+_INTEGER_BITS = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_NUMBER_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
 
 
 class JsonFieldError(ValueError):
-    """A JSON value that does not fit its field."""
+    """JSON values that do not fit their fields: (field path, what it must be) each."""
 
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(f"{field}: {description}")
-        self.field = field
-        self.description = description
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {description}" for field, description in violations))
+        self.violations = violations
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -113,28 +120,100 @@ def struct_of(value: Mapping[str, Any]) -> struct_pb2.Struct:
 
 
 def from_json(body: Mapping[str, Any], message_type: type[M]) -> M:
-    """`body` as a `message_type`; JsonFieldError naming the field whose value does not fit."""
+    """`body` as a `message_type`; JsonFieldError naming every field whose value does not
+    fit (`chunks[0].text`), if json_format refuses it."""
     message = message_type()
     try:
         json_format.ParseDict(dict(body), message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
-        raise _field_error(cast(Descriptor, message.DESCRIPTOR), str(exc)) from None
+        found = list(_misfits(cast(Descriptor, message.DESCRIPTOR), body, ""))
+        raise JsonFieldError(found or [("body", " ".join(str(exc).split()))]) from None
     return message
 
 
-def _field_error(descriptor: Descriptor, text: str) -> JsonFieldError:
-    """Which field json_format's message names, and what that field takes."""
-    text = " ".join(text.split())
-    match = _FIELD_FIRST.match(text) or _FIELD_LAST.search(text)
-    field = descriptor.fields_by_name.get(match[1]) if match else None
-    if field is None:
-        return JsonFieldError("body", text)
+Misfit = tuple[str, str]
+
+
+def _misfits(descriptor: Descriptor, body: Mapping[str, Any], prefix: str) -> Iterator[Misfit]:
+    """(path, what it must be) of each value in `body` its field cannot take."""
+    for name, value in body.items():
+        field = descriptor.fields_by_name.get(name)
+        if field is None or value is None:
+            continue  # unknown fields are ignored; null is the default
+        path = f"{prefix}{name}"
+        if not field.is_repeated:
+            yield from _value_misfits(field, value, path)
+        elif not isinstance(value, list):
+            yield path, "must be an array"
+        else:
+            for i, item in enumerate(value):
+                yield from _value_misfits(field, item, f"{path}[{i}]")
+
+
+def _value_misfits(field: FieldDescriptor, value: Any, path: str) -> Iterator[Misfit]:
+    message = field.message_type
+    if message is not None and message.full_name not in _MESSAGE_KIND:
+        if message.full_name in ("google.protobuf.Value", "google.protobuf.ListValue"):
+            return
+        if not isinstance(value, dict):
+            yield path, "must be an object"
+        else:
+            yield from _misfits(message, value, path + ".")
+    elif not _fits(field, value):
+        yield path, f"must be {_kind(field)}"
+
+
+def _fits(field: FieldDescriptor, value: Any) -> bool:
+    message = field.message_type
+    if message is not None:
+        if message.full_name == _STRUCT:
+            return isinstance(value, dict)
+        try:
+            json_format.ParseDict(value, message_factory.GetMessageClass(message)())
+        except json_format.ParseError:
+            return False
+        return True
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return isinstance(value, str)
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return isinstance(value, bool)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        try:
+            base64.b64decode(value, altchars=b"-_" if "-" in value or "_" in value else None)
+        except (TypeError, ValueError):
+            return False
+        return isinstance(value, str)
+    if field.type in _INTEGER_BITS:
+        low, high = _INTEGER_BITS[field.type]
+        number = _integer(value)
+        return number is not None and low <= number <= high
+    if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return (isinstance(value, int | float) and not isinstance(value, bool)) or (
+            isinstance(value, str) and (value in _NUMBER_WORDS or _integer(value) is not None)
+        )
+    return True  # enums: json_format's message names them
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _kind(field: FieldDescriptor) -> str:
     if field.message_type is not None:
-        kind = _MESSAGE_KIND.get(field.message_type.full_name, "an object")
-    else:
-        kind = _KIND.get(field.type, "a value of its type")
-        if "out of range" in text:
-            kind += _RANGE.get(field.type, "")
-    if field.is_repeated:
-        kind = f"an array, each item {kind}"
-    return JsonFieldError(field.name, f"must be {kind}")
+        return _MESSAGE_KIND.get(field.message_type.full_name, "an object")
+    kind = _KIND.get(field.type, "a value of its type")
+    if field.type in _INTEGER_BITS:
+        low, high = _INTEGER_BITS[field.type]
+        return f"an integer from {low} to {high}"
+    return kind

@@ -13,8 +13,9 @@ from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.http.access_log import KeyRedactingAccessLogger
 from embedpipe.http.auth import api_key_middleware
 from embedpipe.http.probes import PROBE_PATHS, Check, NotReadyError, add_probe_routes
+from embedpipe.http.proto_routes import add_proto_routes
 from gateway.errors import gateway_errors
-from gateway.generate import generate_embeddings
+from gateway.generate import ROUTES
 from gateway.metrics import (
     METRICS,
     GatewayMetrics,
@@ -84,7 +85,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
     app.cleanup_ctx.append(_grpc_channel)
-    app.router.add_post("/api/v1/embeddings/generate", generate_embeddings)
+    add_proto_routes(app, ROUTES)
     app.router.add_post("/v1/embeddings", create_embeddings)
     app.router.add_get("/v1/models", list_models)
     add_probe_routes(app, _readiness)

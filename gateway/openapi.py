@@ -1,18 +1,26 @@
-"""The gateway's OpenAPI 3.1 description, served at `GET /openapi.json`.
+"""The gateway's OpenAPI 3.1 document, served at `GET /openapi.json`.
 
-Written by hand from embedpipe/http/openapi.py's helpers; tests/gateway/test_gateway_ops.py
-checks that it is valid and that every route the app registers is in it. `/api/...` routes
-answer errors in Google's JSON error shape, `/v1/...` routes in OpenAI's (gateway/errors.py).
+`generate(comments)` makes it: `POST /api/v1/embeddings/generate` from its route and the
+protos (embedpipe/http/openapi.py's `ProtoDescriber`), plus what only HTTP has, described
+here: the OpenAI-compatible routes, metrics, probes. scripts/gen_docs.py writes it to
+gateway/openapi.json (checked fresh by `make check`), which the gateway serves;
+tests/gateway/test_gateway_ops.py checks that every route the app registers is in it.
+`/api/...` routes answer errors in Google's JSON error shape, `/v1/...` routes in OpenAI's
+(gateway/errors.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from embedpipe.http import openapi as spec
+from gateway.generate import BODY_ERRORS, ROUTES
 from gateway.upstream import TIMEOUT_HEADER
 
-API_VERSION = "0.1.0"
+API_VERSION = "0.2.0"
+#: Where scripts/gen_docs.py writes the document, and the gateway reads it.
+DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 OPENAI = "OpenAIError"
 
 #: Why each error status happens; shared by both error shapes.
@@ -28,8 +36,6 @@ ERROR_REASONS: dict[int, str] = {
     504: "The request's time budget ran out before the embedding server answered.",
 }
 RETRY_AFTER = frozenset({429, 503})
-#: Errors of routes that read a JSON body and call the embedding server.
-BODY_ERRORS = (400, 401, 413, 415, 429, 503, 504)
 #: Errors of routes that only call the embedding server.
 CALL_ERRORS = (400, 401, 429, 503, 504)
 
@@ -38,64 +44,7 @@ CALL_ERRORS = (400, 401, 429, 503, 504)
 
 
 def _schemas() -> dict[str, spec.Schema]:
-    required_id = "Required; non-empty."
     return {
-        "Chunk": spec.obj(
-            {
-                "chunk_id": spec.string("Unique within the request; non-empty."),
-                "text": spec.string("The text to embed; non-empty, within the model's limits."),
-                "metadata": spec.free_object("Passed through untouched."),
-            },
-            required=["chunk_id", "text"],
-        ),
-        "GenerateRequest": spec.obj(
-            {
-                "document_id": spec.string(required_id),
-                "collection_id": spec.string(required_id),
-                "tenant_id": spec.string("Must be the API key's tenant."),
-                "chunks": spec.array(
-                    spec.ref("Chunk"), "1 to EMBEDDING_MAX_CHUNKS chunks.", minItems=1
-                ),
-                "model": spec.string("A served model (GET /v1/models); empty means the default."),
-                "task_id": spec.string(required_id),
-                "callback_queue": spec.string(
-                    "Redis list the callback is pushed onto; must match "
-                    "EMBEDDING_CALLBACK_QUEUE_PATTERN (e.g. ingestion:callbacks:embedding)."
-                ),
-            },
-            required=[
-                "document_id",
-                "collection_id",
-                "tenant_id",
-                "chunks",
-                "task_id",
-                "callback_queue",
-            ],
-            description=(
-                "An embedding job: chunks of one document and where its callback goes "
-                "(docs/contracts.md)."
-            ),
-        ),
-        "GenerateAccepted": spec.obj(
-            {
-                "job_id": spec.string("The job's id; the callback carries it too."),
-                "task_id": spec.string("The request's task_id."),
-                "status": spec.string(enum=["accepted"]),
-                "accepted_at": spec.timestamp("When the job was first accepted (UTC)."),
-                "chunk_count": spec.integer(minimum=1),
-                "deduplicated": spec.boolean(
-                    "True if the same request was accepted before (same job_id)."
-                ),
-            },
-            required=[
-                "job_id",
-                "task_id",
-                "status",
-                "accepted_at",
-                "chunk_count",
-                "deduplicated",
-            ],
-        ),
         spec.GOOGLE_ERROR: spec.google_error(
             "Google's JSON error format.",
             status="The google.rpc.Code name, e.g. INVALID_ARGUMENT.",
@@ -241,18 +190,8 @@ def upstream_operation(
 
 
 def _paths() -> dict[str, spec.Schema]:
+    """The routes that only HTTP has."""
     return {
-        "/api/v1/embeddings/generate": {
-            "post": upstream_operation(
-                "generateEmbeddings",
-                "Accept an embedding job; the vectors arrive later on callback_queue.",
-                tag="embeddings",
-                style=spec.GOOGLE_ERROR,
-                ok=(202, spec.response("Accepted.", spec.ref("GenerateAccepted"))),
-                errors=(*BODY_ERRORS, 403),
-                body=spec.ref("GenerateRequest"),
-            )
-        },
         "/v1/embeddings": {
             "post": upstream_operation(
                 "createEmbeddings",
@@ -291,21 +230,33 @@ def _paths() -> dict[str, spec.Schema]:
     }
 
 
-def document() -> spec.Schema:
-    """The OpenAPI document, built afresh (it is small)."""
+def _google_error(status: int, reason: str) -> spec.Schema:
+    reference = spec.ref(f"{spec.GOOGLE_ERROR}{status}", "responses")
+    return {**reference, "description": reason} if reason else reference
+
+
+def generate(comments: Mapping[str, str]) -> spec.Schema:
+    """The document, from the routes, the protos and their `comments` (full name → text)."""
+    describer = spec.ProtoDescriber(comments)
+    generated = describer.paths(ROUTES, _google_error)
+    components = _components()
+    components["schemas"] = dict(sorted({**describer.schemas, **components["schemas"]}.items()))
     return spec.openapi_document(
         title="embedpipe gateway",
         version=API_VERSION,
-        description="HTTP face of the embedpipe Embedding Service.",
+        description="HTTP face of the embedpipe Embedding Service. The generate route's "
+        "bodies are the JSON form of the EmbeddingService messages (protos/).",
         tags={
             "embeddings": "The ingestion contract (docs/contracts.md).",
             "openai": "OpenAI-compatible routes.",
             "operations": "Health, readiness, metrics, this document.",
         },
-        paths=_paths(),
-        components=_components(),
+        paths={**generated, **_paths()},
+        components=components,
     )
 
 
+#: The document as scripts/gen_docs.py wrote it.
+document = spec.document_file(DOCUMENT_PATH)
 #: `GET /openapi.json`.
 openapi_json = spec.openapi_handler(document)

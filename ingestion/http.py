@@ -9,7 +9,6 @@ from aiohttp.typedefs import Middleware
 from embedpipe.http.auth import api_key_middleware
 from embedpipe.http.errors import HttpError, error_middleware
 from embedpipe.http.probes import PROBE_PATHS
-from embedpipe.protojson import JsonFieldError
 from embedpipe.violations import FieldViolation
 from ingestion.core.backends import Backends
 from ingestion.core.failures import as_ingestion_error
@@ -40,10 +39,7 @@ HTTP_STATUS = {
 
 
 def to_http(exc: Exception) -> HttpError | None:
-    """Our errors by their code, a JSON value of the wrong type as a 400 naming its field;
-    anything else is unexpected (None)."""
-    if isinstance(exc, JsonFieldError):
-        return HttpError.bad_field(exc.field, exc.description)
+    """Our errors by their code; anything else is unexpected (None)."""
     error = as_ingestion_error(exc)
     if error is None:
         return None

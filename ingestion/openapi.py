@@ -8,13 +8,10 @@ it to ingestion/openapi.json (checked fresh by `make check`), which the service 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import cast
 
-from aiohttp import web
 from google.protobuf.descriptor import Descriptor
 
 from embedpipe.http import openapi as spec
@@ -203,13 +200,7 @@ def generate(comments: Mapping[str, str]) -> spec.Schema:
     )
 
 
-@cache
-def document() -> spec.Schema:
-    """The document as scripts/gen_docs.py wrote it."""
-    loaded: spec.Schema = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
-    return loaded
-
-
-async def openapi_json(request: web.Request) -> web.Response:
-    """`GET /openapi.json`."""
-    return web.json_response(document())
+#: The document as scripts/gen_docs.py wrote it.
+document = spec.document_file(DOCUMENT_PATH)
+#: `GET /openapi.json`.
+openapi_json = spec.openapi_handler(document)

@@ -11,7 +11,10 @@ scripts/gen_docs.py writes them out, and the services serve what it wrote.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any, cast
 
 from aiohttp import web
@@ -236,14 +239,25 @@ def openapi_document(
     }
 
 
+def document_file(path: Path) -> Callable[[], Schema]:
+    """The document scripts/gen_docs.py wrote to `path`, read once."""
+
+    @cache
+    def document() -> Schema:
+        loaded: Schema = json.loads(path.read_text(encoding="utf-8"))
+        return loaded
+
+    return document
+
+
 def openapi_handler(
-    build: Callable[[], Schema],
+    document: Callable[[], Schema],
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A `GET /openapi.json` handler that answers the document `build` makes afresh."""
+    """A `GET /openapi.json` handler that answers `document()`."""
 
     async def openapi_json(request: web.Request) -> web.Response:
         """`GET /openapi.json`."""
-        return web.json_response(build())
+        return web.json_response(document())
 
     return openapi_json
 
@@ -285,6 +299,11 @@ def _or_null(schema: Schema) -> Schema:
     return {**schema, "type": [*types, "null"]}
 
 
+def _nested(names: Collection[str], field: str) -> list[str]:
+    """Of dotted `names`, those under `field`, without it."""
+    return [name.split(".", 1)[1] for name in names if name.startswith(field + ".")]
+
+
 def _lower_camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
@@ -307,10 +326,15 @@ class ProtoDescriber:
             return {**schema, "description": text}
         return schema
 
-    def field_schema(self, field: FieldDescriptor, *, answer: bool) -> Schema:
+    def field_schema(
+        self, field: FieldDescriptor, *, answer: bool, required: Collection[str] = ()
+    ) -> Schema:
+        """`required`: of a message field's own fields, those a request must set."""
         if field.message_type is not None:
             name = field.message_type.full_name
-            schema = _WELL_KNOWN.get(name) or self.message_ref(field.message_type, answer=answer)
+            schema = _WELL_KNOWN.get(name) or self.message_ref(
+                field.message_type, answer=answer, required=required
+            )
         elif field.enum_type is not None:
             schema = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
         else:
@@ -329,11 +353,15 @@ class ProtoDescriber:
         omit: Collection[str] = (),
         required: Collection[str] = (),
     ) -> Schema:
-        """A `$ref` to the message's schema, made on first use."""
+        """A `$ref` to the message's schema, made on first use. `required` names the fields
+        a request must set, a nested message's as `field.nested`."""
         fields = [f for f in message.fields if f.name not in omit]
         schema: Schema = {
             "type": "object",
-            "properties": {f.name: self.field_schema(f, answer=answer) for f in fields},
+            "properties": {
+                f.name: self.field_schema(f, answer=answer, required=_nested(required, f.name))
+                for f in fields
+            },
         }
         if names := [f.name for f in fields if answer or f.name in required]:
             schema["required"] = names
@@ -364,6 +392,7 @@ class ProtoDescriber:
                 for f in message.fields
                 if f.name not in in_path
             ]
+        parameters += [dict(extra) for extra in route.parameters]
         if parameters:
             operation["parameters"] = parameters
         if route.has_body:

@@ -20,8 +20,10 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from embedpipe.http.errors import HttpError
 from embedpipe.http.json_body import read_json_object
-from embedpipe.protojson import from_json, to_json
+from embedpipe.protojson import JsonFieldError, from_json, to_json
+from embedpipe.violations import FieldViolation
 
 M = TypeVar("M", bound=Message)
 #: Calls the operation behind a route with the request's message; answers its reply.
@@ -57,6 +59,8 @@ class ProtoRoute:
     errors: Mapping[int, str] = field(default_factory=dict)
     #: Request content besides JSON (media type → OpenAPI media type object).
     extra_content: Mapping[str, Any] = field(default_factory=dict)
+    #: OpenAPI parameters besides the message's (e.g. a header).
+    parameters: tuple[Mapping[str, Any], ...] = ()
     tag: str = ""
 
     @property
@@ -98,8 +102,14 @@ class ProtoRoute:
 
 
 def read_message(request: web.Request, message_class: type[M], body: Mapping[str, Any]) -> M:
-    """The request's message: the body's fields, the query's, and the path's (which win)."""
-    return from_json({**body, **request.query, **request.match_info}, message_class)
+    """The request's message: the body's fields, the query's, and the path's (which win);
+    400 naming the field whose value does not fit."""
+    try:
+        return from_json({**body, **request.query, **request.match_info}, message_class)
+    except JsonFieldError as exc:
+        raise HttpError.bad_request(
+            [FieldViolation(field, description) for field, description in exc.violations]
+        ) from None
 
 
 def add_proto_routes(app: web.Application, routes: Iterable[ProtoRoute]) -> None:

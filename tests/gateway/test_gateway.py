@@ -59,7 +59,7 @@ async def test_x_api_key_works_too(gateway: str, http: aiohttp.ClientSession) ->
         ({"chunks": []}, ["chunks"]),
         ({"tenant_id": 7}, ["tenant_id"]),
         ({"chunks": "text"}, ["chunks"]),
-        ({"chunks": [{"chunk_id": 1, "text": None}]}, ["chunks[0].chunk_id", "chunks[0].text"]),
+        ({"chunks": [{"chunk_id": 1, "text": 2}]}, ["chunks[0].chunk_id", "chunks[0].text"]),
         ({"chunks": [{"chunk_id": "a", "text": "t", "metadata": [1]}]}, ["chunks[0].metadata"]),
         ({"document_id": None, "task_id": None}, ["document_id", "task_id"]),
         ({"callback_queue": "embedding:jobs"}, ["callback_queue"]),

@@ -9,14 +9,25 @@ import pytest
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
+from embedpipe.protodoc import comments_by_name, proto_files
 from embedpipe.redis_server import free_port
 from gateway.app import create_app
+from gateway.openapi import document, generate
 from gateway.settings import GatewaySettings
 from tests.support.gateway_calls import GENERATE, seed_payload
 from tests.support.services import serving_gateway
 from tests.support.tenants import bearer
 
 GENERATE_RPC = "/embedpipe.embedding.v1.EmbeddingService/GenerateEmbeddings"
+
+
+def test_the_served_document_is_the_one_the_protos_and_routes_make() -> None:
+    """gateway/openapi.json is generated (scripts/gen_docs.py), never edited: the generate
+    route's bodies are described from the EmbeddingService messages."""
+    assert document() == generate(comments_by_name(proto_files()))
+    generate_route = document()["paths"][GENERATE]["post"]
+    body = generate_route["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/GenerateEmbeddingsRequest"}
 
 
 def registered_routes() -> set[tuple[str, str]]:
@@ -87,7 +98,7 @@ async def test_openapi_json_documents_bodies_errors_and_keys(
         "$ref": "#/components/schemas/OpenAIError"
     }
     schemas = spec["components"]["schemas"]
-    assert set(seed_payload()) == set(schemas["GenerateRequest"]["properties"])
+    assert set(seed_payload()) == set(schemas["GenerateEmbeddingsRequest"]["properties"])
     assert set(schemas["Chunk"]["properties"]) == {"chunk_id", "text", "metadata"}
     assert spec["paths"]["/healthz"]["get"]["security"] == []
 

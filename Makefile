@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup up test check protos bench bench-gateway bench-ingestion soak
 
-$(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock.json
+$(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock.json \
+		sdk/typescript/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -18,6 +19,9 @@ $(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock
 	npm ci --prefix scripts/tools --no-audit --no-fund --loglevel=error
 	@# The Node.js gRPC client of the polyglot tests.
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	@# The SDKs: TypeScript's from npm; Ruby's (and its code generators) from Debian.
+	npm ci --prefix sdk/typescript --no-audit --no-fund --loglevel=error
+	scripts/install_ruby_grpc.sh
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI gate for the proto contracts (offline):
 #   buf lint (STANDARD) -> buf format -> buf breaking vs protos/baseline.binpb (FILE)
-#   -> regenerate stubs (scripts/gen_protos.sh) and fail if the generated packages differ from git.
+#   -> regenerate stubs (scripts/gen_protos.sh) and SDKs (scripts/gen_sdks.sh), and fail if the
+#   generated code differs from git.
 #
 # Env: PYTHON, BUF (see scripts/gen_protos.sh).
 set -euo pipefail
@@ -30,14 +31,16 @@ echo "check_protos: buf breaking --against $BASELINE"
 "$BUF" breaking --against "$BASELINE" \
   || fail "breaking change vs $BASELINE (if intended: scripts/update_proto_baseline.sh, commit the new baseline)"
 
-echo "check_protos: regenerating stubs"
+echo "check_protos: regenerating stubs and SDKs"
 scripts/gen_protos.sh
+scripts/gen_sdks.sh
+GEN_DIRS+=(sdk/typescript/src/gen sdk/ruby/lib/embedpipe)
 
 changes="$(git status --porcelain --untracked-files=all -- "${GEN_DIRS[@]}")"
 if [[ -n "$changes" ]]; then
   echo "$changes" >&2
   git --no-pager diff --stat -- "${GEN_DIRS[@]}" >&2 || true
-  fail "generated stubs in ${GEN_DIRS[*]} are stale or uncommitted (run scripts/gen_protos.sh and commit the result)"
+  fail "generated stubs in ${GEN_DIRS[*]} are stale or uncommitted (run scripts/gen_protos.sh and scripts/gen_sdks.sh, and commit the result)"
 fi
 
 echo "check_protos: OK"

@@ -123,6 +123,7 @@ def start_stack(
         EMBEDPIPE_API_KEYS=f"{TENANT}:{hash_key(TENANT_KEY)},*:{hash_key(SERVICE_KEY)}",
         INGESTION_SERVICE_KEY=SERVICE_KEY,
         EMBEDDING_RATE_LIMIT_PER_S="0",
+        INGESTION_RATE_LIMIT_PER_S="0",
         EMBEDDING_WORKER_NAME="bench-embedding-worker",
         INGESTION_WORKER_NAME="bench-ingestion-worker",
     )

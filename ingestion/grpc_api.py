@@ -160,7 +160,7 @@ async def create_grpc_server(backends: Backends) -> IngestionGrpcServer:
     """Build (not start) the server, bound to the settings' gRPC address (port 0: any)."""
     settings = backends.settings
     guard = GuardInterceptor(
-        SERVICE_NAME, settings.keys, None,
+        SERVICE_NAME, settings.keys, backends.limiter,
         tenant_from=TenantFrom.KEY, tenant_without_keys=DEFAULT_TENANT,
     )  # fmt: skip
     server = grpc.aio.server(

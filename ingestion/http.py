@@ -9,6 +9,7 @@ from aiohttp.typedefs import Middleware
 from embedpipe.http.auth import api_key_middleware
 from embedpipe.http.errors import HttpError, error_middleware
 from embedpipe.http.probes import PROBE_PATHS
+from embedpipe.http.rate_limit import rate_limit_middleware
 from embedpipe.violations import FieldViolation
 from ingestion.core.backends import Backends
 from ingestion.core.failures import as_ingestion_error
@@ -53,7 +54,8 @@ def to_http(exc: Exception) -> HttpError | None:
 
 
 def middlewares(settings: IngestionSettings) -> list[Middleware]:
-    """Errors outermost, so that a refused key is answered in the same shape."""
+    """Errors outermost, so that a refused key is answered in the same shape; the rate
+    limit after the key, which names the tenant."""
     return [
         error_middleware(to_http),
         api_key_middleware(
@@ -63,4 +65,5 @@ def middlewares(settings: IngestionSettings) -> list[Middleware]:
             service_keys=False,
             tenant_without_keys=DEFAULT_TENANT,
         ),
+        rate_limit_middleware(lambda app: app[BACKENDS].limiter),
     ]

@@ -34,3 +34,7 @@ class IngestionKeys(JobStreamKeys):
     def events(self, tenant_id: str) -> str:
         """Pub/sub channel of one tenant's task events."""
         return f"{self.prefix}:events:{tenant_id}"
+
+    def rate_limit(self, tenant_id: str) -> str:
+        """Token bucket (hash: tokens, ts_ms) of one tenant's calls, over both transports."""
+        return f"{self.prefix}:ratelimit:{tenant_id}"

@@ -57,6 +57,10 @@ class IngestionSettings:
     )
     claim_idle_ms: Annotated[int, variable("INGESTION_CLAIM_IDLE_MS", ge=100)] = 30_000
     max_deliveries: Annotated[int, variable("INGESTION_MAX_DELIVERIES", ge=1)] = 5
+    #: Calls per second of one tenant, over HTTP and gRPC together (0: no limit), and the
+    #: burst allowed above it.
+    rate_limit_per_s: Annotated[float, variable("INGESTION_RATE_LIMIT_PER_S", ge=0)] = 100.0
+    rate_limit_burst: Annotated[int, variable("INGESTION_RATE_LIMIT_BURST", ge=1)] = 200
     keys: KeyStore = field(default_factory=KeyStore)
     log_level: Annotated[str, variable("LOG_LEVEL")] = "INFO"
 

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from embedpipe.auth import AUTHORIZATION
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
+from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect as connect_redis
 from ingestion.db import Pool
 from ingestion.db import connect as connect_db
@@ -26,6 +27,8 @@ class Backends:
     keys: IngestionKeys
     # The async stub type exists only in the generated .pyi.
     embedding: embedding_grpc.EmbeddingServiceAsyncStub
+    #: Each tenant's rate limit, shared by the HTTP and gRPC fronts (None: no limit).
+    limiter: RateLimiter | None
 
     @property
     def embedding_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -39,13 +42,15 @@ async def open_backends(settings: IngestionSettings) -> AsyncIterator[Backends]:
     pool = await connect_db(settings.database_url)
     redis = connect_redis(settings.redis_url)
     channel = grpc.aio.insecure_channel(settings.embedding_grpc_target)
+    keys = IngestionKeys(settings.key_prefix)
+    limiter = None
+    if settings.rate_limit_per_s > 0:
+        limiter = RateLimiter(
+            redis, keys.rate_limit, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+        )
     try:
         yield Backends(
-            settings,
-            pool,
-            redis,
-            IngestionKeys(settings.key_prefix),
-            embedding_grpc.EmbeddingServiceStub(channel),
+            settings, pool, redis, keys, embedding_grpc.EmbeddingServiceStub(channel), limiter
         )
     finally:
         await channel.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -173,3 +174,35 @@ async def run(*command: str) -> str:
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     return out.decode()
+
+
+async def test_one_rate_limit_per_tenant_over_both_transports(
+    ingestion_settings: IngestionSettings, http: aiohttp.ClientSession
+) -> None:
+    """A tenant's calls over HTTP and gRPC draw on one bucket: it cannot double its rate by
+    using both, and both refuse the same way, saying when to retry."""
+    tight = replace(ingestion_settings, rate_limit_per_s=0.2, rate_limit_burst=3)
+    async with (
+        serving_ingestion_fronts(tight) as served,
+        grpc.aio.insecure_channel(served.grpc_target) as channel,
+    ):
+        stub = pb_grpc.IngestionServiceStub(channel)
+        url = f"{served.url}/api/v1/collections"
+        for _ in range(2):
+            async with http.get(url, headers=bearer("tenant-a")) as r:
+                assert r.status == 200
+        await stub.ListCollections(pb.ListCollectionsRequest(), metadata=A)  # the third
+
+        async with http.get(url, headers=bearer("tenant-a")) as r:
+            assert r.status == 429
+            assert int(r.headers["Retry-After"]) >= 1
+            message = (await r.json())["error"]["message"]
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ListCollections(pb.ListCollectionsRequest(), metadata=A)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.value.details() == message
+        retry_after = dict(refused.value.trailing_metadata() or ())["retry-after"]
+        assert int(retry_after) >= 1
+
+        # Another tenant has its own bucket.
+        await stub.ListCollections(pb.ListCollectionsRequest(), metadata=B)

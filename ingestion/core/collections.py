@@ -83,7 +83,7 @@ async def get_collection(
 async def list_collections(
     backends: Backends, tenant: str, request: pb.ListCollectionsRequest
 ) -> pb.ListCollectionsResponse:
-    page = page_of(request.page_size if request.HasField("page_size") else None, request.page_token)
+    page = page_of(request)
     rows = await store.list_collections(
         backends.pool, tenant, after=page.after, limit=page.fetch_size
     )

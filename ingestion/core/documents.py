@@ -139,7 +139,7 @@ async def _start(
 async def list_documents(
     backends: Backends, tenant: str, request: pb.ListDocumentsRequest
 ) -> pb.ListDocumentsResponse:
-    page = page_of(request.page_size if request.HasField("page_size") else None, request.page_token)
+    page = page_of(request)
     if await store.get_collection(backends.pool, tenant, request.collection_id) is None:
         raise not_found(f"collection {request.collection_id!r}")
     rows = await store.list_documents(

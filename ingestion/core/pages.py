@@ -10,7 +10,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ingestion.core.checks import check_between, invalid
 
@@ -35,8 +35,19 @@ class Page:
         return self.size + 1
 
 
-def page_of(page_size: int | None, page_token: str) -> Page:
-    size = DEFAULT_PAGE_SIZE if page_size is None else page_size
+class PagedRequest(Protocol):
+    """A List request: ListCollectionsRequest, ListDocumentsRequest."""
+
+    page_size: int
+    page_token: str
+
+    def HasField(self, field_name: str) -> bool: ...  # noqa: N802 (protobuf's name)
+
+
+def page_of(request: PagedRequest) -> Page:
+    """The page a List request asks for; INVALID_ARGUMENT naming a bad size or token."""
+    page_token = request.page_token
+    size = request.page_size if request.HasField("page_size") else DEFAULT_PAGE_SIZE
     check_between(size, "page_size", 1, MAX_PAGE_SIZE)
     try:
         raw = base64.b64decode(page_token, altchars=b"-_", validate=True)

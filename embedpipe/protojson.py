@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator, Mapping
+from functools import cache
 from typing import Any, TypeVar, cast
 
 from google.protobuf import json_format, message_factory, struct_pb2
@@ -59,6 +60,15 @@ _INTEGER_BITS = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 _NUMBER_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
+_CONSTRUCTIBLE_SCALARS = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_BOOL,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_UINT32,
+    }
+)
 
 
 class JsonFieldError(ValueError):
@@ -121,14 +131,57 @@ def struct_of(value: Mapping[str, Any]) -> struct_pb2.Struct:
 
 def from_json(body: Mapping[str, Any], message_type: type[M]) -> M:
     """`body` as a `message_type`; JsonFieldError naming every field whose value does not
-    fit (`chunks[0].text`), if json_format refuses it."""
+    fit (`chunks[0].text`), if json_format refuses it.
+
+    A body whose values already have their fields' types is built by the message's own
+    (C) constructor, six times faster than json_format (85 against 14 µs for a generate
+    request of three chunks; docs/libraries.md); that is used only for
+    messages where the two cannot differ (see `_constructible`), and anything the
+    constructor refuses goes to json_format, which decides and names the field.
+    """
+    descriptor = cast(Descriptor, message_type.DESCRIPTOR)
+    if _constructible(descriptor) and all(
+        isinstance(body.get(f.name, ()), list | tuple) for f in _repeated(descriptor)
+    ):
+        try:
+            return message_type(**body)
+        except (TypeError, ValueError):
+            pass
     message = message_type()
     try:
         json_format.ParseDict(dict(body), message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
-        found = list(_misfits(cast(Descriptor, message.DESCRIPTOR), body, ""))
+        found = list(_misfits(descriptor, body, ""))
         raise JsonFieldError(found or [("body", " ".join(str(exc).split()))]) from None
+    # json_format reads a string where an object belongs as an empty object (it iterates the
+    # characters as keys, and ignores unknown keys): refuse what does not fit here too.
+    if found := list(_misfits(descriptor, body, "")):
+        raise JsonFieldError(found)
     return message
+
+
+@cache
+def _constructible(descriptor: Descriptor) -> bool:
+    """Whether the constructor reads a body as json_format does, or refuses it: only strings,
+    integers (it refuses booleans and fractions for them), bools, Structs and messages of
+    those, repeated only at the top (it would take a string for a list of characters)."""
+    return all(_plain(field, top=True) for field in descriptor.fields)
+
+
+def _plain(field: FieldDescriptor, *, top: bool) -> bool:
+    if field.is_repeated and not top:
+        return False
+    message = field.message_type
+    if message is not None:
+        if message.full_name.startswith("google.protobuf."):
+            return message.full_name == _STRUCT
+        return all(_plain(nested, top=False) for nested in message.fields)
+    return field.type in _CONSTRUCTIBLE_SCALARS
+
+
+@cache
+def _repeated(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
+    return tuple(field for field in descriptor.fields if field.is_repeated)
 
 
 Misfit = tuple[str, str]
@@ -188,10 +241,18 @@ def _fits(field: FieldDescriptor, value: Any) -> bool:
         number = _integer(value)
         return number is not None and low <= number <= high
     if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return (isinstance(value, int | float) and not isinstance(value, bool)) or (
-            isinstance(value, str) and (value in _NUMBER_WORDS or _integer(value) is not None)
-        )
+        if isinstance(value, str):
+            return value in _NUMBER_WORDS or _decimal(value)
+        return isinstance(value, int | float) and not isinstance(value, bool)
     return True  # enums: json_format's message names them
+
+
+def _decimal(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _integer(value: Any) -> int | None:

@@ -145,7 +145,7 @@ def from_json(body: Mapping[str, Any], message_type: type[M]) -> M:
     ):
         try:
             return message_type(**body)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):  # AttributeError: a non-object Struct
             pass
     message = message_type()
     try:

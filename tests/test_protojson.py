@@ -58,6 +58,8 @@ def test_bodies_read_as_json_format_reads_them(
         (pb.SearchRequest, {"top_k": True}, [("top_k", "must be an integer from")]),
         (pb.SearchRequest, {"query": 5, "filter": [1]}, [("query", "must be a string"),
                                                          ("filter", "must be a JSON object")]),
+        (pb.SearchRequest, {"filter": "x"}, [("filter", "must be a JSON object")]),
+        (pb.DocumentHeader, {"metadata": 5}, [("metadata", "must be a JSON object")]),
         (embedding_pb.EmbedRequest, {"inputs": "one text"}, [("inputs", "must be an array")]),
         (embedding_pb.GenerateEmbeddingsRequest, {"chunks": [{"chunk_id": 1, "text": 2}]},
          [("chunks[0].chunk_id", "must be a string"), ("chunks[0].text", "must be a string")]),

@@ -31,6 +31,7 @@ from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.grpc.errors import ErrorInterceptor
 from embedpipe.grpc.guard import GuardInterceptor, TenantFrom
+from embedpipe.grpc.health import follow_readiness
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect
 from embedpipe.signals import stop_on_signals
@@ -175,26 +176,13 @@ class EmbeddingServer:
         except Exception:
             log.exception("loading models failed; staying NOT_SERVING")
             return
-        serving: bool | None = None
-        while True:
-            try:
-                await self.queue.redis.ping()
-                await self.queue.ensure_group()
-                ready = self.registry.healthy()
-            except Exception as exc:
-                log.warning("redis not reachable error=%s", exc)
-                ready = False
-            if ready != serving:
-                status = (
-                    health_pb2.HealthCheckResponse.SERVING
-                    if ready
-                    else health_pb2.HealthCheckResponse.NOT_SERVING
-                )
-                for name in ("", SERVICE_NAME):
-                    await self.health.set(name, status)
-                log.info("health changed serving=%s", ready)
-                serving = ready
-            await asyncio.sleep(HEALTH_INTERVAL_S)
+        await follow_readiness(self.health, ("", SERVICE_NAME), self._ready, HEALTH_INTERVAL_S)
+
+    async def _ready(self) -> bool:
+        """Redis answers, the job stream's group exists, and every model is loaded."""
+        await self.queue.redis.ping()
+        await self.queue.ensure_group()
+        return self.registry.healthy()
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new calls, give calls in flight `grace_s`, then release everything."""

@@ -8,9 +8,11 @@ google.rpc.BadRequest violation. The API process serves it next to the HTTP fron
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from embedpipe.grpc.errors import ErrorInterceptor, RpcError
 from embedpipe.grpc.guard import GuardInterceptor, TenantFrom, current_tenant
+from embedpipe.grpc.health import follow_readiness
 from embedpipe.ingestion.v1 import ingestion_service_pb2 as pb
 from embedpipe.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from embedpipe.violations import FieldViolation
@@ -32,6 +35,8 @@ from ingestion.settings import DEFAULT_TENANT
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IngestionService"].full_name
+#: Seconds between readiness checks of the health service.
+HEALTH_INTERVAL_S = 2.0
 #: Room for a file part of a few MiB plus its framing; a larger file comes in more parts.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
@@ -143,15 +148,27 @@ class IngestionGrpcServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    backends: Backends
+    _monitor: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
+        """Serve; health is SERVING while PostgreSQL and Redis answer (as /readyz)."""
         await self.server.start()
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._monitor = asyncio.create_task(
+            follow_readiness(self.health, ("", SERVICE_NAME), self._ready, HEALTH_INTERVAL_S)
+        )
         log.info("ingestion grpc listening port=%d", self.port)
+
+    async def _ready(self) -> bool:
+        await self.backends.pool.fetchval("SELECT 1")
+        return bool(await self.backends.redis.ping())
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new calls; give calls in flight `grace_s` to end."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
 
@@ -183,4 +200,4 @@ async def create_grpc_server(backends: Backends) -> IngestionGrpcServer:
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {address}")
-    return IngestionGrpcServer(server, port, health_servicer)
+    return IngestionGrpcServer(server, port, health_servicer, backends)

@@ -128,11 +128,17 @@ class WrapInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     def _streaming(self, behavior: Behavior, method: str, streaming_request: bool) -> Behavior:
-        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+        # A response stream is an async generator (ours) or a coroutine that writes to the
+        # context (grpc's health Watch): the wrapper writes either way.
+        async def call(request: Any, context: Context) -> None:
             try:
                 await self.before(method, None if streaming_request else request, context)
-                async for response in behavior(request, context):
-                    yield response
+                responses = behavior(request, context)
+                if isinstance(responses, AsyncIterator):
+                    async for response in responses:
+                        await context.write(response)
+                else:
+                    await responses
             except grpc.aio.AbortError:
                 raise
             except Exception as error:

@@ -140,8 +140,13 @@ async def test_an_upload_must_start_with_its_header_and_send_it_once(
 
 async def test_health_and_reflection_describe_the_service(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
-    answer = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
-    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    # SERVING once its readiness check (PostgreSQL and Redis answer) has passed.
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+    async with asyncio.timeout(10):
+        async for answer in watch:
+            if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+    watch.cancel()
 
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
     request = reflection_pb2.ServerReflectionRequest(list_services="")

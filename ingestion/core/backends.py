@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,10 +14,12 @@ from embedpipe.auth import AUTHORIZATION
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect as connect_redis
-from ingestion.db import Pool
+from ingestion.db import ITERATIVE_SCAN_VERSION, Pool, pgvector_version
 from ingestion.db import connect as connect_db
 from ingestion.keys import IngestionKeys
 from ingestion.settings import IngestionSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Backends:
     embedding: embedding_grpc.EmbeddingServiceAsyncStub
     #: Each tenant's rate limit, shared by the HTTP and gRPC fronts (None: no limit).
     limiter: RateLimiter | None
+    #: Whether pgvector can scan its indexes iteratively (>= 0.8); else searches are exact.
+    iterative_scan: bool
 
     @property
     def embedding_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -48,10 +53,20 @@ async def open_backends(settings: IngestionSettings) -> AsyncIterator[Backends]:
         limiter = RateLimiter(
             redis, keys.rate_limit, per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
         )
+    version = await pgvector_version(pool)
+    iterative_scan = version >= ITERATIVE_SCAN_VERSION
+    if not iterative_scan:
+        log.warning(
+            "pgvector %s has no iterative index scans: every search runs exactly over its "
+            "collection (complete and correct, but slower on large collections); "
+            "upgrade to pgvector >= 0.8",
+            ".".join(map(str, version)),
+        )
     try:
         yield Backends(
-            settings, pool, redis, keys, embedding_grpc.EmbeddingServiceStub(channel), limiter
-        )
+            settings, pool, redis, keys, embedding_grpc.EmbeddingServiceStub(channel),
+            limiter, iterative_scan,
+        )  # fmt: skip
     finally:
         await channel.close()
         await redis.aclose()

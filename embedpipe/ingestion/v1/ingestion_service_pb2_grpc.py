@@ -188,7 +188,9 @@ class IngestionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """The chunks of a collection nearest in meaning to a query (cosine similarity).
+        """The chunks of a collection that best answer a query: nearest in meaning (vector),
+        holding its words (keyword), or both fused (hybrid, the default). Complete: top_k
+        results whenever the collection holds that many that pass the filters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

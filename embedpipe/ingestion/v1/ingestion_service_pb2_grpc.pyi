@@ -74,7 +74,10 @@ class IngestionServiceStub:
     Changes come from whichever replica of the service or worker made them.
     """
     Search: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.SearchRequest, _ingestion_service_pb2.SearchResponse]
-    """The chunks of a collection nearest in meaning to a query (cosine similarity)."""
+    """The chunks of a collection that best answer a query: nearest in meaning (vector),
+    holding its words (keyword), or both fused (hybrid, the default). Complete: top_k
+    results whenever the collection holds that many that pass the filters.
+    """
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -122,7 +125,10 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     Changes come from whichever replica of the service or worker made them.
     """
     Search: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.SearchRequest, _ingestion_service_pb2.SearchResponse]  # type: ignore[assignment]
-    """The chunks of a collection nearest in meaning to a query (cosine similarity)."""
+    """The chunks of a collection that best answer a query: nearest in meaning (vector),
+    holding its words (keyword), or both fused (hybrid, the default). Complete: top_k
+    results whenever the collection holds that many that pass the filters.
+    """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """IngestionService stores a tenant's documents as searchable chunks and searches them.
@@ -233,6 +239,9 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_service_pb2.SearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.SearchResponse, _abc.Awaitable[_ingestion_service_pb2.SearchResponse]]:
-        """The chunks of a collection nearest in meaning to a query (cosine similarity)."""
+        """The chunks of a collection that best answer a query: nearest in meaning (vector),
+        holding its words (keyword), or both fused (hybrid, the default). Complete: top_k
+        results whenever the collection holds that many that pass the filters.
+        """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

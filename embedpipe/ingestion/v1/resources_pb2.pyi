@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Collection(_message.Message):
-    __slots__ = ("tenant_id", "collection_id", "model", "dimensions", "chunk_tokens", "overlap_tokens", "metadata", "created_at", "document_count")
+    __slots__ = ("tenant_id", "collection_id", "model", "dimensions", "chunk_tokens", "overlap_tokens", "metadata", "created_at", "document_count", "text_search_config")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class Collection(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_SEARCH_CONFIG_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     collection_id: str
     model: str
@@ -29,7 +30,8 @@ class Collection(_message.Message):
     metadata: _struct_pb2.Struct
     created_at: _timestamp_pb2.Timestamp
     document_count: int
-    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_count: _Optional[int] = ...) -> None: ...
+    text_search_config: str
+    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_count: _Optional[int] = ..., text_search_config: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
     __slots__ = ("tenant_id", "collection_id", "document_id", "filename", "content_type", "content_hash", "metadata", "status", "chunk_count", "current_task_id", "created_at", "updated_at")
@@ -114,17 +116,23 @@ class TaskEvent(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_id: _Optional[str] = ..., status: _Optional[str] = ..., progress: _Optional[int] = ..., chunks_total: _Optional[int] = ..., chunks_embedded: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("document_id", "chunk_id", "position", "text", "metadata", "score")
+    __slots__ = ("document_id", "chunk_id", "position", "text", "metadata", "score", "similarity", "vector_rank", "keyword_rank")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_RANK_FIELD_NUMBER: _ClassVar[int]
+    KEYWORD_RANK_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     chunk_id: str
     position: int
     text: str
     metadata: _struct_pb2.Struct
     score: float
-    def __init__(self, document_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., position: _Optional[int] = ..., text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., score: _Optional[float] = ...) -> None: ...
+    similarity: float
+    vector_rank: int
+    keyword_rank: int
+    def __init__(self, document_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., position: _Optional[int] = ..., text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., score: _Optional[float] = ..., similarity: _Optional[float] = ..., vector_rank: _Optional[int] = ..., keyword_rank: _Optional[int] = ...) -> None: ...

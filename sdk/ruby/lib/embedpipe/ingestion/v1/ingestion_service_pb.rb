@@ -14,6 +14,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       proto3_optional :chunk_tokens, :int32, 3, json_name: "chunkTokens"
       proto3_optional :overlap_tokens, :int32, 4, json_name: "overlapTokens"
       optional :metadata, :message, 5, "google.protobuf.Struct", json_name: "metadata"
+      proto3_optional :text_search_config, :string, 6, json_name: "textSearchConfig"
     end
     add_message "embedpipe.ingestion.v1.CreateCollectionResponse" do
       optional :collection, :message, 1, "embedpipe.ingestion.v1.Collection", json_name: "collection"
@@ -96,10 +97,38 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :query, :string, 2, json_name: "query"
       proto3_optional :top_k, :int32, 3, json_name: "topK"
       optional :filter, :message, 4, "google.protobuf.Struct", json_name: "filter"
+      optional :mode, :enum, 5, "embedpipe.ingestion.v1.SearchMode", json_name: "mode"
+      proto3_optional :vector_weight, :double, 6, json_name: "vectorWeight"
+      proto3_optional :keyword_weight, :double, 7, json_name: "keywordWeight"
+      proto3_optional :rrf_k, :int32, 8, json_name: "rrfK"
+      repeated :conditions, :message, 9, "embedpipe.ingestion.v1.MetadataCondition", json_name: "conditions"
+      repeated :document_ids, :string, 10, json_name: "documentIds"
+    end
+    add_message "embedpipe.ingestion.v1.MetadataCondition" do
+      optional :key, :string, 1, json_name: "key"
+      oneof :test do
+        optional :equals, :message, 2, "google.protobuf.Value", json_name: "equals"
+        optional :any_of, :message, 3, "google.protobuf.ListValue", json_name: "anyOf"
+        optional :range, :message, 4, "embedpipe.ingestion.v1.Range", json_name: "range"
+        optional :exists, :bool, 5, json_name: "exists"
+      end
+    end
+    add_message "embedpipe.ingestion.v1.Range" do
+      optional :gt, :message, 1, "google.protobuf.Value", json_name: "gt"
+      optional :gte, :message, 2, "google.protobuf.Value", json_name: "gte"
+      optional :lt, :message, 3, "google.protobuf.Value", json_name: "lt"
+      optional :lte, :message, 4, "google.protobuf.Value", json_name: "lte"
     end
     add_message "embedpipe.ingestion.v1.SearchResponse" do
       repeated :results, :message, 1, "embedpipe.ingestion.v1.SearchResult", json_name: "results"
       optional :model, :string, 2, json_name: "model"
+      optional :mode, :enum, 3, "embedpipe.ingestion.v1.SearchMode", json_name: "mode"
+    end
+    add_enum "embedpipe.ingestion.v1.SearchMode" do
+      value :SEARCH_MODE_UNSPECIFIED, 0
+      value :SEARCH_MODE_VECTOR, 1
+      value :SEARCH_MODE_KEYWORD, 2
+      value :SEARCH_MODE_HYBRID, 3
     end
   end
 end
@@ -129,7 +158,10 @@ module Embedpipe
       WatchTaskRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.WatchTaskRequest").msgclass
       WatchTaskResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.WatchTaskResponse").msgclass
       SearchRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.SearchRequest").msgclass
+      MetadataCondition = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.MetadataCondition").msgclass
+      Range = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.Range").msgclass
       SearchResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.SearchResponse").msgclass
+      SearchMode = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.SearchMode").enummodule
     end
   end
 end

@@ -53,7 +53,9 @@ module Embedpipe
           #
           # Changes come from whichever replica of the service or worker made them.
           rpc :WatchTask, ::Embedpipe::Ingestion::V1::WatchTaskRequest, stream(::Embedpipe::Ingestion::V1::WatchTaskResponse)
-          # The chunks of a collection nearest in meaning to a query (cosine similarity).
+          # The chunks of a collection that best answer a query: nearest in meaning (vector),
+          # holding its words (keyword), or both fused (hybrid, the default). Complete: top_k
+          # results whenever the collection holds that many that pass the filters.
           rpc :Search, ::Embedpipe::Ingestion::V1::SearchRequest, ::Embedpipe::Ingestion::V1::SearchResponse
         end
 

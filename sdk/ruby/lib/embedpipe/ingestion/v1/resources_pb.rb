@@ -18,6 +18,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :metadata, :message, 7, "google.protobuf.Struct", json_name: "metadata"
       optional :created_at, :message, 8, "google.protobuf.Timestamp", json_name: "createdAt"
       optional :document_count, :int32, 9, json_name: "documentCount"
+      optional :text_search_config, :string, 10, json_name: "textSearchConfig"
     end
     add_message "embedpipe.ingestion.v1.Document" do
       optional :tenant_id, :string, 1, json_name: "tenantId"
@@ -67,6 +68,9 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :text, :string, 4, json_name: "text"
       optional :metadata, :message, 5, "google.protobuf.Struct", json_name: "metadata"
       optional :score, :double, 6, json_name: "score"
+      proto3_optional :similarity, :double, 7, json_name: "similarity"
+      proto3_optional :vector_rank, :int32, 8, json_name: "vectorRank"
+      proto3_optional :keyword_rank, :int32, 9, json_name: "keywordRank"
     end
   end
 end

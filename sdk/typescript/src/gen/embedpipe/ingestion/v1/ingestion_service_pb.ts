@@ -2,10 +2,11 @@
 // @generated from file embedpipe/ingestion/v1/ingestion_service.proto (package embedpipe.ingestion.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Collection, Document, SearchResult, Task, TaskEvent } from "./resources_pb.js";
 import { file_embedpipe_ingestion_v1_resources } from "./resources_pb.js";
+import type { ListValue, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -13,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file embedpipe/ingestion/v1/ingestion_service.proto.
  */
 export const file_embedpipe_ingestion_v1_ingestion_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci5lbWJlZHBpcGUvaW5nZXN0aW9uL3YxL2luZ2VzdGlvbl9zZXJ2aWNlLnByb3RvEhZlbWJlZHBpcGUuaW5nZXN0aW9uLnYxItUBChdDcmVhdGVDb2xsZWN0aW9uUmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhIKBW1vZGVsGAIgASgJSACIAQESGQoMY2h1bmtfdG9rZW5zGAMgASgFSAGIAQESGwoOb3ZlcmxhcF90b2tlbnMYBCABKAVIAogBARIpCghtZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCAoGX21vZGVsQg8KDV9jaHVua190b2tlbnNCEQoPX292ZXJsYXBfdG9rZW5zIlIKGENyZWF0ZUNvbGxlY3Rpb25SZXNwb25zZRI2Cgpjb2xsZWN0aW9uGAEgASgLMiIuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5Db2xsZWN0aW9uIi0KFEdldENvbGxlY3Rpb25SZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkiTwoVR2V0Q29sbGVjdGlvblJlc3BvbnNlEjYKCmNvbGxlY3Rpb24YASABKAsyIi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNvbGxlY3Rpb24iUgoWTGlzdENvbGxlY3Rpb25zUmVxdWVzdBIWCglwYWdlX3NpemUYASABKAVIAIgBARISCgpwYWdlX3Rva2VuGAIgASgJQgwKCl9wYWdlX3NpemUiawoXTGlzdENvbGxlY3Rpb25zUmVzcG9uc2USNwoLY29sbGVjdGlvbnMYASADKAsyIi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNvbGxlY3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjAKF0RlbGV0ZUNvbGxlY3Rpb25SZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkiGgoYRGVsZXRlQ29sbGVjdGlvblJlc3BvbnNlImkKFVVwbG9hZERvY3VtZW50UmVxdWVzdBI4CgZoZWFkZXIYASABKAsyJi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRvY3VtZW50SGVhZGVySAASDgoEZmlsZRgCIAEoDEgAQgYKBHBhcnQi6AEKDkRvY3VtZW50SGVhZGVyEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoLZG9jdW1lbnRfaWQYAiABKAlIAIgBARIVCghmaWxlbmFtZRgDIAEoCUgBiAEBEhkKDGNvbnRlbnRfdHlwZRgEIAEoCUgCiAEBEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIRCgR0ZXh0GAYgASgJSAOIAQFCDgoMX2RvY3VtZW50X2lkQgsKCV9maWxlbmFtZUIPCg1fY29udGVudF90eXBlQgcKBV90ZXh0ImUKFlVwbG9hZERvY3VtZW50UmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRITCgtkb2N1bWVudF9pZBgCIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAMgASgJEg4KBnN0YXR1cxgEIAEoCSJnChRMaXN0RG9jdW1lbnRzUmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhYKCXBhZ2Vfc2l6ZRgCIAEoBUgAiAEBEhIKCnBhZ2VfdG9rZW4YAyABKAlCDAoKX3BhZ2Vfc2l6ZSJlChVMaXN0RG9jdW1lbnRzUmVzcG9uc2USMwoJZG9jdW1lbnRzGAEgAygLMiAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5Eb2N1bWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQAoSR2V0RG9jdW1lbnRSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSEwoLZG9jdW1lbnRfaWQYAiABKAkiSQoTR2V0RG9jdW1lbnRSZXNwb25zZRIyCghkb2N1bWVudBgBIAEoCzIgLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRG9jdW1lbnQiQwoVRGVsZXRlRG9jdW1lbnRSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSEwoLZG9jdW1lbnRfaWQYAiABKAkiGAoWRGVsZXRlRG9jdW1lbnRSZXNwb25zZSIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIj0KD0dldFRhc2tSZXNwb25zZRIqCgR0YXNrGAEgASgLMhwuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5UYXNrIiMKEFdhdGNoVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJFChFXYXRjaFRhc2tSZXNwb25zZRIwCgVldmVudBgBIAEoCzIhLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuVGFza0V2ZW50InwKDVNlYXJjaFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRINCgVxdWVyeRgCIAEoCRISCgV0b3BfaxgDIAEoBUgAiAEBEicKBmZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCAoGX3RvcF9rIlYKDlNlYXJjaFJlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlNlYXJjaFJlc3VsdBINCgVtb2RlbBgCIAEoCTK1CQoQSW5nZXN0aW9uU2VydmljZRJ1ChBDcmVhdGVDb2xsZWN0aW9uEi8uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5DcmVhdGVDb2xsZWN0aW9uUmVxdWVzdBowLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ3JlYXRlQ29sbGVjdGlvblJlc3BvbnNlEmwKDUdldENvbGxlY3Rpb24SLC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldENvbGxlY3Rpb25SZXF1ZXN0Gi0uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5HZXRDb2xsZWN0aW9uUmVzcG9uc2UScgoPTGlzdENvbGxlY3Rpb25zEi4uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5MaXN0Q29sbGVjdGlvbnNSZXF1ZXN0Gi8uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5MaXN0Q29sbGVjdGlvbnNSZXNwb25zZRJ1ChBEZWxldGVDb2xsZWN0aW9uEi8uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5EZWxldGVDb2xsZWN0aW9uUmVxdWVzdBowLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRGVsZXRlQ29sbGVjdGlvblJlc3BvbnNlEnEKDlVwbG9hZERvY3VtZW50Ei0uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5VcGxvYWREb2N1bWVudFJlcXVlc3QaLi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlVwbG9hZERvY3VtZW50UmVzcG9uc2UoARJsCg1MaXN0RG9jdW1lbnRzEiwuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5MaXN0RG9jdW1lbnRzUmVxdWVzdBotLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuTGlzdERvY3VtZW50c1Jlc3BvbnNlEmYKC0dldERvY3VtZW50EiouZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5HZXREb2N1bWVudFJlcXVlc3QaKy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldERvY3VtZW50UmVzcG9uc2USbwoORGVsZXRlRG9jdW1lbnQSLS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRlbGV0ZURvY3VtZW50UmVxdWVzdBouLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRGVsZXRlRG9jdW1lbnRSZXNwb25zZRJaCgdHZXRUYXNrEiYuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5HZXRUYXNrUmVxdWVzdBonLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0VGFza1Jlc3BvbnNlEmIKCVdhdGNoVGFzaxIoLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuV2F0Y2hUYXNrUmVxdWVzdBopLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJXCgZTZWFyY2gSJS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlNlYXJjaFJlcXVlc3QaJi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlNlYXJjaFJlc3BvbnNlYgZwcm90bzM", [file_embedpipe_ingestion_v1_resources, file_google_protobuf_struct]);
+  fileDesc("Ci5lbWJlZHBpcGUvaW5nZXN0aW9uL3YxL2luZ2VzdGlvbl9zZXJ2aWNlLnByb3RvEhZlbWJlZHBpcGUuaW5nZXN0aW9uLnYxIo0CChdDcmVhdGVDb2xsZWN0aW9uUmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhIKBW1vZGVsGAIgASgJSACIAQESGQoMY2h1bmtfdG9rZW5zGAMgASgFSAGIAQESGwoOb3ZlcmxhcF90b2tlbnMYBCABKAVIAogBARIpCghtZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoSdGV4dF9zZWFyY2hfY29uZmlnGAYgASgJSAOIAQFCCAoGX21vZGVsQg8KDV9jaHVua190b2tlbnNCEQoPX292ZXJsYXBfdG9rZW5zQhUKE190ZXh0X3NlYXJjaF9jb25maWciUgoYQ3JlYXRlQ29sbGVjdGlvblJlc3BvbnNlEjYKCmNvbGxlY3Rpb24YASABKAsyIi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNvbGxlY3Rpb24iLQoUR2V0Q29sbGVjdGlvblJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSJPChVHZXRDb2xsZWN0aW9uUmVzcG9uc2USNgoKY29sbGVjdGlvbhgBIAEoCzIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ29sbGVjdGlvbiJSChZMaXN0Q29sbGVjdGlvbnNSZXF1ZXN0EhYKCXBhZ2Vfc2l6ZRgBIAEoBUgAiAEBEhIKCnBhZ2VfdG9rZW4YAiABKAlCDAoKX3BhZ2Vfc2l6ZSJrChdMaXN0Q29sbGVjdGlvbnNSZXNwb25zZRI3Cgtjb2xsZWN0aW9ucxgBIAMoCzIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ29sbGVjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoXRGVsZXRlQ29sbGVjdGlvblJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSIaChhEZWxldGVDb2xsZWN0aW9uUmVzcG9uc2UiaQoVVXBsb2FkRG9jdW1lbnRSZXF1ZXN0EjgKBmhlYWRlchgBIAEoCzImLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRG9jdW1lbnRIZWFkZXJIABIOCgRmaWxlGAIgASgMSABCBgoEcGFydCLoAQoORG9jdW1lbnRIZWFkZXISFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIYCgtkb2N1bWVudF9pZBgCIAEoCUgAiAEBEhUKCGZpbGVuYW1lGAMgASgJSAGIAQESGQoMY29udGVudF90eXBlGAQgASgJSAKIAQESKQoIbWV0YWRhdGEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKBHRleHQYBiABKAlIA4gBAUIOCgxfZG9jdW1lbnRfaWRCCwoJX2ZpbGVuYW1lQg8KDV9jb250ZW50X3R5cGVCBwoFX3RleHQiZQoWVXBsb2FkRG9jdW1lbnRSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhMKC2RvY3VtZW50X2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSDgoGc3RhdHVzGAQgASgJImcKFExpc3REb2N1bWVudHNSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSFgoJcGFnZV9zaXplGAIgASgFSACIAQESEgoKcGFnZV90b2tlbhgDIAEoCUIMCgpfcGFnZV9zaXplImUKFUxpc3REb2N1bWVudHNSZXNwb25zZRIzCglkb2N1bWVudHMYASADKAsyIC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRvY3VtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJAChJHZXREb2N1bWVudFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRITCgtkb2N1bWVudF9pZBgCIAEoCSJJChNHZXREb2N1bWVudFJlc3BvbnNlEjIKCGRvY3VtZW50GAEgASgLMiAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5Eb2N1bWVudCJDChVEZWxldGVEb2N1bWVudFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRITCgtkb2N1bWVudF9pZBgCIAEoCSIYChZEZWxldGVEb2N1bWVudFJlc3BvbnNlIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiPQoPR2V0VGFza1Jlc3BvbnNlEioKBHRhc2sYASABKAsyHC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlRhc2siIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIkUKEVdhdGNoVGFza1Jlc3BvbnNlEjAKBWV2ZW50GAEgASgLMiEuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5UYXNrRXZlbnQi/wIKDVNlYXJjaFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRINCgVxdWVyeRgCIAEoCRISCgV0b3BfaxgDIAEoBUgAiAEBEicKBmZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoEbW9kZRgFIAEoDjIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoTW9kZRIaCg12ZWN0b3Jfd2VpZ2h0GAYgASgBSAGIAQESGwoOa2V5d29yZF93ZWlnaHQYByABKAFIAogBARISCgVycmZfaxgIIAEoBUgDiAEBEj0KCmNvbmRpdGlvbnMYCSADKAsyKS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLk1ldGFkYXRhQ29uZGl0aW9uEhQKDGRvY3VtZW50X2lkcxgKIAMoCUIICgZfdG9wX2tCEAoOX3ZlY3Rvcl93ZWlnaHRCEQoPX2tleXdvcmRfd2VpZ2h0QggKBl9ycmZfayLCAQoRTWV0YWRhdGFDb25kaXRpb24SCwoDa2V5GAEgASgJEigKBmVxdWFscxgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEiwKBmFueV9vZhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVIABIuCgVyYW5nZRgEIAEoCzIdLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuUmFuZ2VIABIQCgZleGlzdHMYBSABKAhIAEIGCgR0ZXN0IpkBCgVSYW5nZRIiCgJndBgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIjCgNndGUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSIgoCbHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSIwoDbHRlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIogBCg5TZWFyY2hSZXNwb25zZRI1CgdyZXN1bHRzGAEgAygLMiQuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5TZWFyY2hSZXN1bHQSDQoFbW9kZWwYAiABKAkSMAoEbW9kZRgDIAEoDjIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoTW9kZSpyCgpTZWFyY2hNb2RlEhsKF1NFQVJDSF9NT0RFX1VOU1BFQ0lGSUVEEAASFgoSU0VBUkNIX01PREVfVkVDVE9SEAESFwoTU0VBUkNIX01PREVfS0VZV09SRBACEhYKElNFQVJDSF9NT0RFX0hZQlJJRBADMrUJChBJbmdlc3Rpb25TZXJ2aWNlEnUKEENyZWF0ZUNvbGxlY3Rpb24SLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNyZWF0ZUNvbGxlY3Rpb25SZXF1ZXN0GjAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5DcmVhdGVDb2xsZWN0aW9uUmVzcG9uc2USbAoNR2V0Q29sbGVjdGlvbhIsLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0Q29sbGVjdGlvblJlcXVlc3QaLS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldENvbGxlY3Rpb25SZXNwb25zZRJyCg9MaXN0Q29sbGVjdGlvbnMSLi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QaLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3RDb2xsZWN0aW9uc1Jlc3BvbnNlEnUKEERlbGV0ZUNvbGxlY3Rpb24SLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRlbGV0ZUNvbGxlY3Rpb25SZXF1ZXN0GjAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5EZWxldGVDb2xsZWN0aW9uUmVzcG9uc2UScQoOVXBsb2FkRG9jdW1lbnQSLS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlVwbG9hZERvY3VtZW50UmVxdWVzdBouLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuVXBsb2FkRG9jdW1lbnRSZXNwb25zZSgBEmwKDUxpc3REb2N1bWVudHMSLC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3REb2N1bWVudHNSZXF1ZXN0Gi0uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5MaXN0RG9jdW1lbnRzUmVzcG9uc2USZgoLR2V0RG9jdW1lbnQSKi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldERvY3VtZW50UmVxdWVzdBorLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0RG9jdW1lbnRSZXNwb25zZRJvCg5EZWxldGVEb2N1bWVudBItLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRGVsZXRlRG9jdW1lbnRSZXF1ZXN0Gi4uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5EZWxldGVEb2N1bWVudFJlc3BvbnNlEloKB0dldFRhc2sSJi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldFRhc2tSZXF1ZXN0GicuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5HZXRUYXNrUmVzcG9uc2USYgoJV2F0Y2hUYXNrEiguZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5XYXRjaFRhc2tSZXF1ZXN0GikuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5XYXRjaFRhc2tSZXNwb25zZTABElcKBlNlYXJjaBIlLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoUmVxdWVzdBomLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoUmVzcG9uc2ViBnByb3RvMw", [file_embedpipe_ingestion_v1_resources, file_google_protobuf_struct]);
 
 /**
  * @generated from message embedpipe.ingestion.v1.CreateCollectionRequest
@@ -56,6 +57,14 @@ export type CreateCollectionRequest = Message<"embedpipe.ingestion.v1.CreateColl
    * @generated from field: google.protobuf.Struct metadata = 5;
    */
   metadata?: JsonObject | undefined;
+
+  /**
+   * A PostgreSQL text search configuration for keyword search: how words are split and
+   * stemmed (english, simple for no stemming, german, ...); unset means english.
+   *
+   * @generated from field: optional string text_search_config = 6;
+   */
+  textSearchConfig?: string | undefined;
 };
 
 /**
@@ -578,6 +587,49 @@ export type SearchRequest = Message<"embedpipe.ingestion.v1.SearchRequest"> & {
    * @generated from field: google.protobuf.Struct filter = 4;
    */
   filter?: JsonObject | undefined;
+
+  /**
+   * How chunks are found and ranked; unset means SEARCH_MODE_HYBRID.
+   *
+   * @generated from field: embedpipe.ingestion.v1.SearchMode mode = 5;
+   */
+  mode: SearchMode;
+
+  /**
+   * Hybrid: the weight of the vector ranking in the fusion, 0 to 100; unset means 1.
+   *
+   * @generated from field: optional double vector_weight = 6;
+   */
+  vectorWeight?: number | undefined;
+
+  /**
+   * Hybrid: the weight of the keyword ranking in the fusion, 0 to 100; unset means 1.
+   *
+   * @generated from field: optional double keyword_weight = 7;
+   */
+  keywordWeight?: number | undefined;
+
+  /**
+   * Hybrid: the k of reciprocal rank fusion (a chunk at rank r adds weight / (k + r)),
+   * 1 to 1000; unset means 60.
+   *
+   * @generated from field: optional int32 rrf_k = 8;
+   */
+  rrfK?: number | undefined;
+
+  /**
+   * Conditions on metadata the chunks must all meet, besides `filter`; at most 32.
+   *
+   * @generated from field: repeated embedpipe.ingestion.v1.MetadataCondition conditions = 9;
+   */
+  conditions: MetadataCondition[];
+
+  /**
+   * Only chunks of these documents; empty means all. At most 1000 ids.
+   *
+   * @generated from field: repeated string document_ids = 10;
+   */
+  documentIds: string[];
 };
 
 /**
@@ -588,7 +640,109 @@ export const SearchRequestSchema: GenMessage<SearchRequest> = /*@__PURE__*/
   messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 21);
 
 /**
- * The nearest chunks, nearest first.
+ * A test of one metadata value. The key is a name, or a dotted path into nested objects
+ * ("source.year"); the value there must pass the one test that is set.
+ *
+ * @generated from message embedpipe.ingestion.v1.MetadataCondition
+ */
+export type MetadataCondition = Message<"embedpipe.ingestion.v1.MetadataCondition"> & {
+  /**
+   * 1-256 characters; at most 16 dotted parts.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from oneof embedpipe.ingestion.v1.MetadataCondition.test
+   */
+  test: {
+    /**
+     * The value equals this JSON value (numbers by value: 1 equals 1.0).
+     *
+     * @generated from field: google.protobuf.Value equals = 2;
+     */
+    value: Value;
+    case: "equals";
+  } | {
+    /**
+     * The value equals one of these, at most 1000.
+     *
+     * @generated from field: google.protobuf.ListValue any_of = 3;
+     */
+    value: ListValue;
+    case: "anyOf";
+  } | {
+    /**
+     * The value is a number (or a string) within these bounds.
+     *
+     * @generated from field: embedpipe.ingestion.v1.Range range = 4;
+     */
+    value: Range;
+    case: "range";
+  } | {
+    /**
+     * true: the key is there (with any value, null too); false: it is not.
+     *
+     * @generated from field: bool exists = 5;
+     */
+    value: boolean;
+    case: "exists";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message embedpipe.ingestion.v1.MetadataCondition.
+ * Use `create(MetadataConditionSchema)` to create a new message.
+ */
+export const MetadataConditionSchema: GenMessage<MetadataCondition> = /*@__PURE__*/
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 22);
+
+/**
+ * Bounds, all numbers or all strings (compared byte by byte, as ISO dates sort); at
+ * least one is set.
+ *
+ * @generated from message embedpipe.ingestion.v1.Range
+ */
+export type Range = Message<"embedpipe.ingestion.v1.Range"> & {
+  /**
+   * Greater than.
+   *
+   * @generated from field: google.protobuf.Value gt = 1;
+   */
+  gt?: Value | undefined;
+
+  /**
+   * Greater than or equal.
+   *
+   * @generated from field: google.protobuf.Value gte = 2;
+   */
+  gte?: Value | undefined;
+
+  /**
+   * Less than.
+   *
+   * @generated from field: google.protobuf.Value lt = 3;
+   */
+  lt?: Value | undefined;
+
+  /**
+   * Less than or equal.
+   *
+   * @generated from field: google.protobuf.Value lte = 4;
+   */
+  lte?: Value | undefined;
+};
+
+/**
+ * Describes the message embedpipe.ingestion.v1.Range.
+ * Use `create(RangeSchema)` to create a new message.
+ */
+export const RangeSchema: GenMessage<Range> = /*@__PURE__*/
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 23);
+
+/**
+ * The chunks found, best first.
  *
  * @generated from message embedpipe.ingestion.v1.SearchResponse
  */
@@ -599,11 +753,18 @@ export type SearchResponse = Message<"embedpipe.ingestion.v1.SearchResponse"> & 
   results: SearchResult[];
 
   /**
-   * The model that embedded the query.
+   * The model that embedded the query (the collection's, in keyword mode too).
    *
    * @generated from field: string model = 2;
    */
   model: string;
+
+  /**
+   * The mode the search ran in.
+   *
+   * @generated from field: embedpipe.ingestion.v1.SearchMode mode = 3;
+   */
+  mode: SearchMode;
 };
 
 /**
@@ -611,7 +772,49 @@ export type SearchResponse = Message<"embedpipe.ingestion.v1.SearchResponse"> & 
  * Use `create(SearchResponseSchema)` to create a new message.
  */
 export const SearchResponseSchema: GenMessage<SearchResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 22);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 24);
+
+/**
+ * How a search finds and ranks chunks.
+ *
+ * @generated from enum embedpipe.ingestion.v1.SearchMode
+ */
+export enum SearchMode {
+  /**
+   * The default: SEARCH_MODE_HYBRID.
+   *
+   * @generated from enum value: SEARCH_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Nearest in meaning: cosine similarity of the query's vector to the chunks'.
+   *
+   * @generated from enum value: SEARCH_MODE_VECTOR = 1;
+   */
+  VECTOR = 1,
+
+  /**
+   * Chunks holding the query's words (PostgreSQL full-text search with the collection's
+   * text_search_config), the most and closest matches first. The query is not embedded.
+   *
+   * @generated from enum value: SEARCH_MODE_KEYWORD = 2;
+   */
+  KEYWORD = 2,
+
+  /**
+   * Both rankings, fused by reciprocal rank fusion.
+   *
+   * @generated from enum value: SEARCH_MODE_HYBRID = 3;
+   */
+  HYBRID = 3,
+}
+
+/**
+ * Describes the enum embedpipe.ingestion.v1.SearchMode.
+ */
+export const SearchModeSchema: GenEnum<SearchMode> = /*@__PURE__*/
+  enumDesc(file_embedpipe_ingestion_v1_ingestion_service, 0);
 
 /**
  * IngestionService stores a tenant's documents as searchable chunks and searches them.
@@ -736,7 +939,9 @@ export const IngestionService: GenService<{
     output: typeof WatchTaskResponseSchema;
   },
   /**
-   * The chunks of a collection nearest in meaning to a query (cosine similarity).
+   * The chunks of a collection that best answer a query: nearest in meaning (vector),
+   * holding its words (keyword), or both fused (hybrid, the default). Complete: top_k
+   * results whenever the collection holds that many that pass the filters.
    *
    * @generated from rpc embedpipe.ingestion.v1.IngestionService.Search
    */

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file embedpipe/ingestion/v1/resources.proto.
  */
 export const file_embedpipe_ingestion_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("CiZlbWJlZHBpcGUvaW5nZXN0aW9uL3YxL3Jlc291cmNlcy5wcm90bxIWZW1iZWRwaXBlLmluZ2VzdGlvbi52MSL6AQoKQ29sbGVjdGlvbhIRCgl0ZW5hbnRfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRINCgVtb2RlbBgDIAEoCRISCgpkaW1lbnNpb25zGAQgASgFEhQKDGNodW5rX3Rva2VucxgFIAEoBRIWCg5vdmVybGFwX3Rva2VucxgGIAEoBRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZG9jdW1lbnRfY291bnQYCSABKAUipwMKCERvY3VtZW50EhEKCXRlbmFudF9pZBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJEhMKC2RvY3VtZW50X2lkGAMgASgJEhUKCGZpbGVuYW1lGAQgASgJSACIAQESGQoMY29udGVudF90eXBlGAUgASgJSAGIAQESGQoMY29udGVudF9oYXNoGAYgASgJSAKIAQESKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBnN0YXR1cxgIIAEoCRITCgtjaHVua19jb3VudBgJIAEoBRIcCg9jdXJyZW50X3Rhc2tfaWQYCiABKAlIA4gBARIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEILCglfZmlsZW5hbWVCDwoNX2NvbnRlbnRfdHlwZUIPCg1fY29udGVudF9oYXNoQhIKEF9jdXJyZW50X3Rhc2tfaWQizwMKBFRhc2sSEQoJdGVuYW50X2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSFQoNY29sbGVjdGlvbl9pZBgDIAEoCRITCgtkb2N1bWVudF9pZBgEIAEoCRIOCgZzdGF0dXMYBSABKAkSFAoMY2h1bmtzX3RvdGFsGAYgASgFEhcKD2NodW5rc19lbWJlZGRlZBgHIAEoBRIZCgxjb250ZW50X2hhc2gYCCABKAlIAIgBARIXCgplcnJvcl9jb2RlGAkgASgJSAGIAQESGgoNZXJyb3JfbWVzc2FnZRgKIAEoCUgCiAEBEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKC2ZpbmlzaGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgDiAEBEhAKCHByb2dyZXNzGA4gASgFQg8KDV9jb250ZW50X2hhc2hCDQoLX2Vycm9yX2NvZGVCEAoOX2Vycm9yX21lc3NhZ2VCDgoMX2ZpbmlzaGVkX2F0Iu8BCglUYXNrRXZlbnQSDwoHdGFza19pZBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJEhMKC2RvY3VtZW50X2lkGAMgASgJEg4KBnN0YXR1cxgEIAEoCRIQCghwcm9ncmVzcxgFIAEoBRIUCgxjaHVua3NfdG90YWwYBiABKAUSFwoPY2h1bmtzX2VtYmVkZGVkGAcgASgFEhcKCmVycm9yX2NvZGUYCCABKAlIAIgBARIaCg1lcnJvcl9tZXNzYWdlGAkgASgJSAGIAQFCDQoLX2Vycm9yX2NvZGVCEAoOX2Vycm9yX21lc3NhZ2UijwEKDFNlYXJjaFJlc3VsdBITCgtkb2N1bWVudF9pZBgBIAEoCRIQCghjaHVua19pZBgCIAEoCRIQCghwb3NpdGlvbhgDIAEoBRIMCgR0ZXh0GAQgASgJEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVzY29yZRgGIAEoAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiZlbWJlZHBpcGUvaW5nZXN0aW9uL3YxL3Jlc291cmNlcy5wcm90bxIWZW1iZWRwaXBlLmluZ2VzdGlvbi52MSKWAgoKQ29sbGVjdGlvbhIRCgl0ZW5hbnRfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRINCgVtb2RlbBgDIAEoCRISCgpkaW1lbnNpb25zGAQgASgFEhQKDGNodW5rX3Rva2VucxgFIAEoBRIWCg5vdmVybGFwX3Rva2VucxgGIAEoBRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZG9jdW1lbnRfY291bnQYCSABKAUSGgoSdGV4dF9zZWFyY2hfY29uZmlnGAogASgJIqcDCghEb2N1bWVudBIRCgl0ZW5hbnRfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRITCgtkb2N1bWVudF9pZBgDIAEoCRIVCghmaWxlbmFtZRgEIAEoCUgAiAEBEhkKDGNvbnRlbnRfdHlwZRgFIAEoCUgBiAEBEhkKDGNvbnRlbnRfaGFzaBgGIAEoCUgCiAEBEikKCG1ldGFkYXRhGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYCCABKAkSEwoLY2h1bmtfY291bnQYCSABKAUSHAoPY3VycmVudF90YXNrX2lkGAogASgJSAOIAQESLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCwoJX2ZpbGVuYW1lQg8KDV9jb250ZW50X3R5cGVCDwoNX2NvbnRlbnRfaGFzaEISChBfY3VycmVudF90YXNrX2lkIs8DCgRUYXNrEhEKCXRlbmFudF9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSEwoLZG9jdW1lbnRfaWQYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDGNodW5rc190b3RhbBgGIAEoBRIXCg9jaHVua3NfZW1iZWRkZWQYByABKAUSGQoMY29udGVudF9oYXNoGAggASgJSACIAQESFwoKZXJyb3JfY29kZRgJIAEoCUgBiAEBEhoKDWVycm9yX21lc3NhZ2UYCiABKAlIAogBARIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CgtmaW5pc2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIA4gBARIQCghwcm9ncmVzcxgOIAEoBUIPCg1fY29udGVudF9oYXNoQg0KC19lcnJvcl9jb2RlQhAKDl9lcnJvcl9tZXNzYWdlQg4KDF9maW5pc2hlZF9hdCLvAQoJVGFza0V2ZW50Eg8KB3Rhc2tfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRITCgtkb2N1bWVudF9pZBgDIAEoCRIOCgZzdGF0dXMYBCABKAkSEAoIcHJvZ3Jlc3MYBSABKAUSFAoMY2h1bmtzX3RvdGFsGAYgASgFEhcKD2NodW5rc19lbWJlZGRlZBgHIAEoBRIXCgplcnJvcl9jb2RlGAggASgJSACIAQESGgoNZXJyb3JfbWVzc2FnZRgJIAEoCUgBiAEBQg0KC19lcnJvcl9jb2RlQhAKDl9lcnJvcl9tZXNzYWdlIo0CCgxTZWFyY2hSZXN1bHQSEwoLZG9jdW1lbnRfaWQYASABKAkSEAoIY2h1bmtfaWQYAiABKAkSEAoIcG9zaXRpb24YAyABKAUSDAoEdGV4dBgEIAEoCRIpCghtZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFc2NvcmUYBiABKAESFwoKc2ltaWxhcml0eRgHIAEoAUgAiAEBEhgKC3ZlY3Rvcl9yYW5rGAggASgFSAGIAQESGQoMa2V5d29yZF9yYW5rGAkgASgFSAKIAQFCDQoLX3NpbWlsYXJpdHlCDgoMX3ZlY3Rvcl9yYW5rQg8KDV9rZXl3b3JkX3JhbmtiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A tenant's set of searchable documents, embedded with one model and chunked one way.
@@ -82,6 +82,13 @@ export type Collection = Message<"embedpipe.ingestion.v1.Collection"> & {
    * @generated from field: int32 document_count = 9;
    */
   documentCount: number;
+
+  /**
+   * The PostgreSQL text search configuration of keyword search (e.g. english, simple).
+   *
+   * @generated from field: string text_search_config = 10;
+   */
+  textSearchConfig: string;
 };
 
 /**
@@ -410,11 +417,34 @@ export type SearchResult = Message<"embedpipe.ingestion.v1.SearchResult"> & {
   metadata?: JsonObject | undefined;
 
   /**
-   * Cosine similarity to the query, from -1 to 1; higher is nearer.
+   * The rank's score, higher is better: in vector mode the cosine similarity (-1 to 1);
+   * in keyword mode the text rank; in hybrid mode the fused score, the sum over the
+   * rankings that found the chunk of weight / (rrf_k + rank).
    *
    * @generated from field: double score = 6;
    */
   score: number;
+
+  /**
+   * Cosine similarity to the query, when the vector ranking found the chunk.
+   *
+   * @generated from field: optional double similarity = 7;
+   */
+  similarity?: number | undefined;
+
+  /**
+   * The chunk's place in the vector ranking, from 1, when that ranking found it.
+   *
+   * @generated from field: optional int32 vector_rank = 8;
+   */
+  vectorRank?: number | undefined;
+
+  /**
+   * The chunk's place in the keyword ranking, from 1, when it holds the query's words.
+   *
+   * @generated from field: optional int32 keyword_rank = 9;
+   */
+  keywordRank?: number | undefined;
 };
 
 /**

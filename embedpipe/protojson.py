@@ -244,7 +244,11 @@ def _fits(field: FieldDescriptor, value: Any) -> bool:
         if isinstance(value, str):
             return value in _NUMBER_WORDS or _decimal(value)
         return isinstance(value, int | float) and not isinstance(value, bool)
-    return True  # enums: json_format's message names them
+    if field.enum_type is not None:
+        # By name; or by number, which may be one this build does not know yet.
+        known = isinstance(value, str) and value in field.enum_type.values_by_name
+        return known or _integer(value) is not None
+    return True
 
 
 def _decimal(text: str) -> bool:
@@ -274,6 +278,8 @@ def _kind(field: FieldDescriptor) -> str:
     if field.message_type is not None:
         return _MESSAGE_KIND.get(field.message_type.full_name, "an object")
     kind = _KIND.get(field.type, "a value of its type")
+    if field.enum_type is not None:
+        return "one of " + ", ".join(field.enum_type.values_by_name)
     if field.type in _INTEGER_BITS:
         low, high = _INTEGER_BITS[field.type]
         return f"an integer from {low} to {high}"

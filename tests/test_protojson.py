@@ -36,6 +36,9 @@ def test_every_field_is_written_unset_ones_null_whole_numbers_whole() -> None:
         (pb.SearchRequest, {"query": "q", "topK": 3}),  # and the camelCase names
         (pb.SearchRequest, {"query": "q", "top_k": None, "filter": None}),  # null: unset
         (pb.SearchRequest, {"query": "q", "unknown": 1}),  # ignored
+        (pb.SearchRequest, {"mode": "SEARCH_MODE_KEYWORD"}),  # an enum by name
+        (pb.SearchRequest, {"mode": 3}),  # or number
+        (pb.SearchRequest, {"conditions": [{"key": "k", "equals": {"a": [1, None]}}]}),
         (pb.CreateCollectionRequest, {"collection_id": "c", "chunk_tokens": 0}),
         (pb.DocumentHeader, {"text": "t", "metadata": {"n": None, "deep": {"x": [1, 2]}}}),
     ],
@@ -59,6 +62,11 @@ def test_bodies_read_as_json_format_reads_them(
         (pb.SearchRequest, {"query": 5, "filter": [1]}, [("query", "must be a string"),
                                                          ("filter", "must be a JSON object")]),
         (pb.SearchRequest, {"filter": "x"}, [("filter", "must be a JSON object")]),
+        (pb.SearchRequest, {"mode": "SEARCH_MODE_FUZZY"}, [("mode", "must be one of SEARCH_")]),
+        (pb.SearchRequest, {"mode": True}, [("mode", "must be one of")]),
+        (pb.SearchRequest, {"conditions": [{"key": 1, "exists": "yes"}]},
+         [("conditions[0].key", "must be a string"),
+          ("conditions[0].exists", "must be true or false")]),
         (pb.DocumentHeader, {"metadata": 5}, [("metadata", "must be a JSON object")]),
         (embedding_pb.EmbedRequest, {"inputs": "one text"}, [("inputs", "must be an array")]),
         (embedding_pb.GenerateEmbeddingsRequest, {"chunks": [{"chunk_id": 1, "text": 2}]},

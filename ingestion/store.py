@@ -13,6 +13,7 @@ import numpy as np
 from pgvector import Vector
 
 from embedpipe.task_status import FINAL, IN_PROGRESS, TaskStatus
+from ingestion.chunk_filter import ChunkFilter, SqlParameters, filter_sql
 from ingestion.db import Pool
 
 #: Statuses as the SQL statements pass them (text[] parameters). A task never goes back: a
@@ -48,15 +49,16 @@ async def create_collection(
     chunk_tokens: int,
     overlap_tokens: int,
     metadata: dict[str, Any],
+    text_search_config: str = "english",
 ) -> dict[str, Any] | None:
     """The new collection, or None when the tenant already has one of that id."""
     async with pool.acquire() as connection:
         record = await connection.fetchrow(
             "INSERT INTO collections (tenant_id, collection_id, model, dimensions, chunk_tokens,"
-            " overlap_tokens, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            " ON CONFLICT DO NOTHING RETURNING *",
+            " overlap_tokens, metadata, text_search_config)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING *",
             tenant_id, collection_id, model, dimensions, chunk_tokens, overlap_tokens,
-            json.dumps(metadata),
+            json.dumps(metadata), text_search_config,
         )  # fmt: skip
         # One HNSW index per vector size; a collection's vectors are all of one size.
         await connection.execute(
@@ -71,6 +73,16 @@ _WITH_DOCUMENT_COUNT = (
     "SELECT c.*, (SELECT count(*) FROM documents d WHERE d.tenant_id = c.tenant_id"
     " AND d.collection_id = c.collection_id) AS document_count FROM collections c"
 )
+
+
+async def text_search_config_exists(pool: Pool, name: str) -> bool:
+    """Whether PostgreSQL has a text search configuration of that name."""
+    found = await pool.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_ts_config WHERE cfgname = $1"
+        " AND pg_ts_config_is_visible(oid))",
+        name,
+    )
+    return bool(found)
 
 
 async def get_collection(pool: Pool, tenant_id: str, collection_id: str) -> dict[str, Any] | None:
@@ -243,15 +255,20 @@ async def stage_chunks(
 ) -> None:
     """Store a task's chunks (not yet searchable) and how many there are. Idempotent."""
     async with pool.acquire() as connection, connection.transaction():
-        await connection.executemany(
+        # One statement for all; the text is indexed for keyword search the way the
+        # collection's text search configuration says.
+        await connection.execute(
             "INSERT INTO chunks (tenant_id, collection_id, document_id, task_id, chunk_id,"
-            " position, text, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " position, text, metadata, tsv)"
+            " SELECT $1, $2, $3, $4, c.chunk_id, c.position, c.text, c.metadata::jsonb,"
+            " to_tsvector(k.text_search_config::regconfig, c.text)"
+            " FROM unnest($5::text[], $6::int[], $7::text[], $8::text[])"
+            " AS c(chunk_id, position, text, metadata)"
+            " JOIN collections k ON k.tenant_id = $1 AND k.collection_id = $2"
             " ON CONFLICT DO NOTHING",
-            [
-                (task["tenant_id"], task["collection_id"], task["document_id"], task["task_id"],
-                 c.chunk_id, c.position, c.text, json.dumps(c.metadata))
-                for c in chunks
-            ],
+            task["tenant_id"], task["collection_id"], task["document_id"], task["task_id"],
+            [c.chunk_id for c in chunks], [c.position for c in chunks],
+            [c.text for c in chunks], [json.dumps(c.metadata) for c in chunks],
         )  # fmt: skip
         await connection.execute(
             "UPDATE tasks SET chunks_total = $3, content_hash = $5, updated_at = now(),"
@@ -404,29 +421,77 @@ async def delete_document(pool: Pool, tenant_id: str, collection_id: str, docume
     return bool(status.endswith(" 1"))
 
 
-async def search(
+_SEARCH_COLUMNS = "document_id, chunk_id, position, text, metadata"
+_SCOPE = "tenant_id = $1 AND collection_id = $2 AND live"
+
+
+async def vector_search(
     pool: Pool,
     tenant_id: str,
     collection_id: str,
     query: Sequence[float],
     *,
-    top_k: int,
-    metadata_filter: dict[str, Any] | None,
+    limit: int,
+    chunk_filter: ChunkFilter,
+    iterative: bool,
 ) -> list[dict[str, Any]]:
-    """The `top_k` live chunks nearest to `query` by cosine distance (HNSW index)."""
-    vector = np.asarray(query, dtype=np.float32)
-    dimensions = int(vector.shape[0])
-    async with pool.acquire() as connection, connection.transaction():
-        # The index is searched before the tenant/collection filter applies; a wider
-        # candidate list keeps filtered results complete.
-        await connection.execute(f"SET LOCAL hnsw.ef_search = {max(100, 4 * top_k)}")
-        records = await connection.fetch(
-            f"SELECT document_id, chunk_id, position, text, metadata,"
-            f" 1 - (embedding::vector({dimensions}) <=> $3) AS score"
-            f" FROM chunks WHERE tenant_id = $1 AND collection_id = $2 AND live"
-            f" AND dimensions = {dimensions} AND ($4::jsonb IS NULL OR metadata @> $4::jsonb)"
-            f" ORDER BY embedding::vector({dimensions}) <=> $3 LIMIT $5",
-            tenant_id, collection_id, Vector(vector),
-            None if metadata_filter is None else json.dumps(metadata_filter), top_k,
-        )  # fmt: skip
+    """The `limit` live chunks nearest to `query` by cosine distance (`score`, the cosine
+    similarity), of the tenant's collection and its filter only, however small a share of
+    the table they are.
+
+    Every tenant's chunks of one size share an HNSW index, which PostgreSQL walks before it
+    filters. With `iterative` (pgvector >= 0.8) the walk goes on until it has `limit`
+    matches, in order; should it give up first (hnsw.max_scan_tuples), or without
+    iterative scans at all, the search is exact over the collection's rows.
+    """
+    dimensions = len(query)
+    parameters = SqlParameters(
+        tenant_id, collection_id, Vector(np.asarray(query, dtype=np.float32)), limit
+    )
+    where = f"{_SCOPE} AND dimensions = {dimensions} AND {filter_sql(chunk_filter, parameters)}"
+    distance = f"embedding::vector({dimensions}) <=> $3"
+    if iterative:
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            await connection.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(100, 4 * limit))}")
+            records = await connection.fetch(
+                f"SELECT {_SEARCH_COLUMNS}, 1 - ({distance}) AS score FROM chunks"
+                f" WHERE {where} ORDER BY {distance} LIMIT $4",
+                *parameters.values,
+            )
+        if len(records) == limit:
+            return _rows(records)
+    # Exact: the collection's (filtered) rows first, through the btree index, then sorted.
+    records = await pool.fetch(
+        f"WITH matching AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
+        f" WHERE {where}) SELECT {_SEARCH_COLUMNS}, 1 - ({distance}) AS score FROM matching"
+        f" ORDER BY {distance} LIMIT $4",
+        *parameters.values,
+    )
+    return _rows(records)
+
+
+async def keyword_search(
+    pool: Pool,
+    tenant_id: str,
+    collection_id: str,
+    query: str,
+    *,
+    text_search_config: str,
+    limit: int,
+    chunk_filter: ChunkFilter,
+) -> list[dict[str, Any]]:
+    """Up to `limit` live chunks holding any of the query's words (as the collection's text
+    search configuration stems them), ranked by cover density (`score`): more of the
+    words, and closer together, first."""
+    parameters = SqlParameters(tenant_id, collection_id, text_search_config, query, limit)
+    # plainto_tsquery wants every word (&); any of them will do (|), ranking sorts.
+    words = "replace(plainto_tsquery($3::regconfig, $4)::text, ' & ', ' | ')::tsquery"
+    records = await pool.fetch(
+        f"SELECT {_SEARCH_COLUMNS}, ts_rank_cd(tsv, words) AS score"
+        f" FROM chunks, (SELECT {words} AS words) AS query WHERE {_SCOPE} AND tsv @@ words"
+        f" AND {filter_sql(chunk_filter, parameters)}"
+        " ORDER BY score DESC, document_id, position LIMIT $5",
+        *parameters.values,
+    )
     return _rows(records)

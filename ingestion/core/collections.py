@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as embedding_pb
@@ -32,6 +34,25 @@ async def _model_info(backends: Backends, model: str) -> embedding_pb.ModelInfo:
     raise invalid("model", f"unknown model {model!r}; served: {served}")
 
 
+#: A text search configuration's name as PostgreSQL spells one (no schema, no quoting).
+TEXT_SEARCH_CONFIG = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+DEFAULT_TEXT_SEARCH_CONFIG = "english"
+
+
+async def _text_search_config(backends: Backends, request: pb.CreateCollectionRequest) -> str:
+    if not request.HasField("text_search_config"):
+        return DEFAULT_TEXT_SEARCH_CONFIG
+    name = request.text_search_config
+    if not TEXT_SEARCH_CONFIG.fullmatch(name) or not await store.text_search_config_exists(
+        backends.pool, name
+    ):
+        raise invalid(
+            "text_search_config",
+            f"unknown text search configuration {name[:64]!r} (e.g. english, simple)",
+        )
+    return name
+
+
 async def create_collection(
     backends: Backends, tenant: str, request: pb.CreateCollectionRequest
 ) -> pb.CreateCollectionResponse:
@@ -57,10 +78,11 @@ async def create_collection(
         else min(settings.overlap_tokens, chunk_tokens // 2),
         "overlap_tokens", 0, chunk_tokens // 2,
     )  # fmt: skip
+    text_search_config = await _text_search_config(backends, request)
     created = await store.create_collection(
         backends.pool, tenant, collection_id,
         model=model, dimensions=info.dimensions, chunk_tokens=chunk_tokens,
-        overlap_tokens=overlap_tokens, metadata=metadata,
+        overlap_tokens=overlap_tokens, metadata=metadata, text_search_config=text_search_config,
     )  # fmt: skip
     if created is None:
         raise IngestionError(

@@ -34,6 +34,7 @@ def collection(row: dict[str, Any]) -> pb.Collection:
         metadata=struct_of(row["metadata"]),
         created_at=_time(row["created_at"]),
         document_count=int(row.get("document_count") or 0),
+        text_search_config=row["text_search_config"],
     )
 
 
@@ -78,4 +79,5 @@ def search_result(row: dict[str, Any]) -> pb.SearchResult:
         text=row["text"],
         metadata=struct_of(row["metadata"]),
         score=row["score"],
+        **_optional(row, "similarity", "vector_rank", "keyword_rank"),
     )

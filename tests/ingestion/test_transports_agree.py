@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from embedpipe.http.upstream import violations_of
@@ -135,6 +136,40 @@ def _search(**fields: Any) -> pb.SearchRequest:
     return request
 
 
+#: Searches asked the same over both transports: (case name, HTTP body).
+SEARCHES: list[tuple[str, dict[str, Any]]] = [
+    ("search in keyword mode", {"query": "vacation", "mode": "SEARCH_MODE_KEYWORD"}),
+    ("search in vector mode", {"query": "vacation", "mode": "SEARCH_MODE_VECTOR", "top_k": 2}),
+    (
+        "search, hybrid, weighted",
+        {"query": "paid vacation days", "vector_weight": 2, "keyword_weight": 0.5, "rrf_k": 10},
+    ),
+    (
+        "search with conditions",
+        {
+            "query": "vacation",
+            "document_ids": ["doc-1"],
+            "conditions": [
+                {"key": "team", "any_of": ["hr", "ops"]},
+                {"key": "year", "range": {"gte": 2020}},
+                {"key": "draft", "exists": False},
+                {"key": "team", "equals": "hr"},
+            ],
+        },
+    ),
+    (
+        "search: a range of numbers and strings",
+        {"query": "q", "conditions": [{"key": "year", "range": {"gte": 2020, "lt": "2030"}}]},
+    ),
+    ("search: a condition with no test", {"query": "q", "conditions": [{"key": "year"}]}),
+    (
+        "search: an empty key part",
+        {"query": "q", "conditions": [{"key": "a..b", "exists": True}]},
+    ),
+    ("search: rrf_k 0", {"query": "q", "rrf_k": 0}),
+    ("search: no weight", {"query": "q", "vector_weight": 0, "keyword_weight": 0}),
+    ("search: a bad document id", {"query": "q", "document_ids": ["ok", "no/slash"]}),
+]
 TEXT_FILE = Upload("notes.md", "text/markdown", b"# Notes\n\nThe office opens at nine.\n", "n-1")
 CASES = [
     # --- collections
@@ -148,6 +183,16 @@ CASES = [
         "create with defaults", "POST", "/collections", "CreateCollection",
         _fixed(_collection(collection_id="plain")), {"collection_id": "plain"},
         unwrap="collection",
+    ),
+    Case(
+        "create with a text search configuration", "POST", "/collections", "CreateCollection",
+        _fixed(_collection(collection_id="exact", text_search_config="simple")),
+        {"collection_id": "exact", "text_search_config": "simple"}, unwrap="collection",
+    ),
+    Case(
+        "create: unknown text search configuration", "POST", "/collections", "CreateCollection",
+        _fixed(_collection(collection_id="c", text_search_config="klingon")),
+        {"collection_id": "c", "text_search_config": "klingon"},
     ),
     Case(
         "create: bad id", "POST", "/collections", "CreateCollection",
@@ -338,6 +383,14 @@ CASES = [
     Case(
         "search: NUL in the query", "POST", "/collections/shared/search", "Search",
         _fixed(_search(collection_id="shared", query="a\x00b")), {"query": "a\x00b"},
+    ),
+    *(
+        Case(
+            name, "POST", "/collections/shared/search", "Search",
+            _fixed(json_format.ParseDict({"collection_id": "shared", **body}, pb.SearchRequest())),
+            body,
+        )
+        for name, body in SEARCHES
     ),
     Case(
         "search: another tenant's", "POST", "/collections/strangers/search", "Search",

@@ -1,0 +1,92 @@
+"""What a search's filters keep, and the SQL condition they become.
+
+The filter is checked by the core (which names the request field at fault); here it only
+turns into SQL over the `chunks` table, every value a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+#: A range's comparisons, by their field names in the contract.
+RANGE_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test of the metadata value at `path`.
+
+    `value` is, by test: equals, the JSON value; any_of, a list of them; range, the bounds
+    by operator name (all numbers or all strings); exists, a bool.
+    """
+
+    path: tuple[str, ...]
+    test: Literal["equals", "any_of", "range", "exists"]
+    value: Any
+
+
+@dataclass(frozen=True)
+class ChunkFilter:
+    """Chunks a search may return: every part must hold."""
+
+    #: Metadata the chunk's must contain (JSON containment).
+    contains: dict[str, Any] | None = None
+    conditions: tuple[Condition, ...] = ()
+    #: Only chunks of these documents, when not empty.
+    document_ids: tuple[str, ...] = field(default=())
+
+
+class SqlParameters:
+    """The parameters of one statement, numbered as they are added."""
+
+    def __init__(self, *first: object) -> None:
+        self.values: list[object] = list(first)
+
+    def add(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def filter_sql(chunk_filter: ChunkFilter, parameters: SqlParameters) -> str:
+    """The filter as SQL conditions joined by AND ("true" when it keeps everything)."""
+    clauses = []
+    if chunk_filter.contains is not None:
+        clauses.append(f"metadata @> {parameters.add(json.dumps(chunk_filter.contains))}::jsonb")
+    if chunk_filter.document_ids:
+        clauses.append(f"document_id = ANY({parameters.add(list(chunk_filter.document_ids))})")
+    clauses += [_condition_sql(condition, parameters) for condition in chunk_filter.conditions]
+    return " AND ".join(f"({clause})" for clause in clauses) or "true"
+
+
+def _condition_sql(condition: Condition, parameters: SqlParameters) -> str:
+    value = f"(metadata #> {parameters.add(list(condition.path))}::text[])"
+    match condition.test:
+        case "exists":
+            return f"{value} IS {'NOT ' if condition.value else ''}NULL"
+        case "equals":
+            return f"{value} = {parameters.add(json.dumps(condition.value))}::jsonb"
+        case "any_of":
+            listed = parameters.add(json.dumps(condition.value))
+            return f"{value} IN (SELECT jsonb_array_elements({listed}::jsonb))"
+        case "range":
+            return _range_sql(value, condition.value, parameters)
+
+
+def _range_sql(value: str, bounds: dict[str, Any], parameters: SqlParameters) -> str:
+    """Numbers compare as numbers, strings byte by byte; a value of another type (or a
+    number against string bounds) is out of range. CASE keeps PostgreSQL from casting a
+    value before its type is known (AND does not fix an order)."""
+    if all(isinstance(bound, str) for bound in bounds.values()):
+        kind, operand, cast = "string", f"{value} #>> '{{}}' COLLATE \"C\"", "::text"
+        converted: dict[str, object] = dict(bounds)
+    else:
+        kind, operand, cast = "number", f"{value}::numeric", "::numeric"
+        converted = {name: Decimal(repr(float(bound))) for name, bound in bounds.items()}
+    tests = " AND ".join(
+        f"{operand} {RANGE_OPERATORS[name]} {parameters.add(bound)}{cast}"
+        for name, bound in converted.items()
+    )
+    return f"CASE WHEN jsonb_typeof({value}) = '{kind}' THEN {tests} ELSE false END"

@@ -1,0 +1,102 @@
+"""Search returns `top_k` results, and the nearest ones, however small a share of the
+table its collection (or its filter) is. Every tenant's chunks share one HNSW index, which
+PostgreSQL walks before it applies the tenant and collection filters: with a fixed walk, a
+collection of 9% of a table got 6 results of 10 asked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from ingestion import store
+from ingestion.chunk_filter import ChunkFilter
+from ingestion.db import Pool, connect
+
+#: Small vectors: the index is built in seconds, and the filtering problem is the same.
+DIMENSIONS = 16
+OTHERS = 60_000  # other tenants' chunks
+TOP_K = 10
+#: The tenant's collections, by the share of the table they are.
+SIZES = {"nine-percent": 6_000, "one-percent": 660, "tiny": 6}
+
+
+def unit_vectors(count: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, DIMENSIONS))
+    unit: np.ndarray = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    return unit
+
+
+def chunk_rows(tenant: str, collection: str, vectors: np.ndarray) -> list[tuple[object, ...]]:
+    """Live chunks, one a document; every tenth carries `{"kind": "rare"}`."""
+    return [
+        (tenant, collection, f"doc-{i}", f"task-{collection}", f"doc-{i}:0", 0, f"chunk {i}",
+         json.dumps({"kind": "rare"} if i % 10 == 0 else {}), vector, DIMENSIONS, True)
+        for i, vector in enumerate(vectors)
+    ]  # fmt: skip
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """The table: other tenants' chunks and ours; the HNSW index built once they are in."""
+    opened = await connect(database_url)
+    try:
+        for collection in ("big", *SIZES):
+            tenant = "others" if collection == "big" else "mine"
+            await store.create_collection(
+                opened, tenant, collection, model="m", dimensions=DIMENSIONS,
+                chunk_tokens=200, overlap_tokens=40, metadata={},
+            )  # fmt: skip
+        rows = chunk_rows("others", "big", unit_vectors(OTHERS, 1))
+        for seed, (collection, size) in enumerate(SIZES.items(), start=2):
+            rows += chunk_rows("mine", collection, unit_vectors(size, seed))
+        async with opened.acquire() as connection:
+            index = await connection.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = $1",
+                f"chunks_hnsw_{DIMENSIONS}",
+            )
+            await connection.execute(f"DROP INDEX chunks_hnsw_{DIMENSIONS}")
+            await connection.copy_records_to_table(
+                "chunks", records=rows,
+                columns=["tenant_id", "collection_id", "document_id", "task_id", "chunk_id",
+                         "position", "text", "metadata", "embedding", "dimensions", "live"],
+            )  # fmt: skip
+            await connection.execute(index)
+            await connection.execute("ANALYZE chunks")
+        yield opened
+    finally:
+        await opened.close()
+
+
+def nearest(vectors: np.ndarray, query: np.ndarray, *, rare_only: bool = False) -> list[str]:
+    order = np.argsort(-(vectors @ query), kind="stable")
+    ids = [int(i) for i in order if not rare_only or i % 10 == 0]
+    return [f"doc-{i}:0" for i in ids[:TOP_K]]
+
+
+@pytest.mark.parametrize("iterative", [True, False], ids=["pgvector 0.8", "older pgvector"])
+async def test_every_share_of_the_table_gets_top_k_and_its_nearest_chunks(
+    pool: Pool, iterative: bool
+) -> None:
+    recalls = []
+    for seed, (collection, size) in enumerate(SIZES.items(), start=2):
+        vectors = unit_vectors(size, seed)
+        for query_seed in range(5):
+            query = unit_vectors(1, 100 + query_seed)[0]
+            for rare_only in (False, True):  # a filter keeping a tenth of the collection
+                expected = nearest(vectors, query, rare_only=rare_only)
+                found = await store.vector_search(
+                    pool, "mine", collection, list(query), limit=TOP_K,
+                    chunk_filter=ChunkFilter(contains={"kind": "rare"} if rare_only else None),
+                    iterative=iterative,
+                )  # fmt: skip
+                ids = [row["chunk_id"] for row in found]
+                assert len(ids) == len(expected), (collection, rare_only)
+                scores = [row["score"] for row in found]
+                assert scores == sorted(scores, reverse=True)  # nearest first
+                recalls.append(len(set(ids) & set(expected)) / len(expected))
+                if not iterative:
+                    assert ids == expected  # exact search: exactly the nearest
+    assert min(recalls) >= 0.9 and sum(recalls) / len(recalls) >= 0.97, recalls

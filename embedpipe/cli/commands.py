@@ -72,6 +72,11 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     search.add_argument("query")
     search.add_argument("--collection", required=True)
     search.add_argument("--top-k", type=_positive, default=5, help="results (default 5)")
+    search.add_argument(
+        "--mode",
+        choices=["vector", "keyword", "hybrid"],
+        help="nearest in meaning, holding the words, or both (default: the server's, hybrid)",
+    )
     status = commands.add_parser("status", parents=common, help="a task's status")
     status.add_argument("task_id", metavar="TASK_ID")
     commands.add_parser("collections", parents=common, help="list collections")
@@ -103,7 +108,7 @@ async def _run(args: argparse.Namespace) -> int:
             return await run_ingest(client, options, out)
         if args.command == "search":
             return await views.search(
-                client, args.collection, args.query, args.top_k, args.json, out
+                client, args.collection, args.query, args.top_k, args.mode, args.json, out
             )
         if args.command == "status":
             return await views.status(client, args.task_id, args.json, out)

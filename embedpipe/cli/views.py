@@ -35,9 +35,17 @@ def _headings(result: dict[str, Any]) -> str:
 
 
 async def search(
-    client: ApiClient, collection: str, query: str, top_k: int, json_output: bool, out: TextIO
+    client: ApiClient,
+    collection: str,
+    query: str,
+    top_k: int,
+    mode: str | None,
+    json_output: bool,
+    out: TextIO,
 ) -> int:
-    body = {"query": query, "top_k": top_k}
+    body: dict[str, object] = {"query": query, "top_k": top_k}
+    if mode:
+        body["mode"] = f"SEARCH_MODE_{mode.upper()}"
     answer = await client.call("POST", f"{collection_path(collection)}/search", json=body)
     if json_output:
         print_json(answer, out)
@@ -47,7 +55,7 @@ async def search(
         print(f"no results in collection {collection!r}", file=out)
     for rank, result in enumerate(results, start=1):
         headings = _headings(result)
-        line = f"{rank:>2}. {float(result.get('score', 0.0)):.3f}  {result.get('document_id')}"
+        line = f"{rank:>2}. {float(result.get('score', 0.0)):.4f}  {result.get('document_id')}"
         print(line + (f"  [{headings}]" if headings else ""), file=out)
         print(f"    {one_line(str(result.get('text', '')))}", file=out)
     return 0

@@ -137,8 +137,13 @@ async def test_search_status_collections_and_documents(
     found = await run_cli(capsys, *base, "search", query, "--collection", "kb", "--top-k", "3")
     assert found.code == 0, found
     first_line = found.out.splitlines()[0]
-    assert re.fullmatch(r" 1\. \d\.\d{3}  handbook\.md  \[Employee handbook > Leave\]", first_line)
+    assert re.fullmatch(r" 1\. \d\.\d{4}  handbook\.md  \[Employee handbook > Leave\]", first_line)
     assert "vacation" in found.out.splitlines()[1]
+    by_words = await run_cli(
+        capsys, *base, "search", "vacation", "--collection", "kb", "--mode", "keyword"
+    )
+    assert by_words.code == 0, by_words
+    assert by_words.out.splitlines()[0].endswith("handbook.md  [Employee handbook > Leave]")
 
     found_json = await run_cli(
         capsys, *base, "search", "Where do visitors park?", "--collection", "kb", "--json"

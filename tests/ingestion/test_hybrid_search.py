@@ -142,7 +142,7 @@ async def test_a_meaning_query_still_ranks_by_meaning_in_hybrid(
     assert answer["results"][0]["document_id"] == "backups"
 
 
-async def test_keyword_search_stems_by_the_collection_configuration(
+async def test_keyword_search_stems_as_the_collection_says_and_splits_dotted_names(
     library: str, ingestion_api: str, http: aiohttp.ClientSession
 ) -> None:
     # english: "restoring" and "restore" are one word.
@@ -152,7 +152,8 @@ async def test_keyword_search_stems_by_the_collection_configuration(
     body = {"collection_id": "verbatim", "text_search_config": "simple"}
     async with http.post(ingestion_api + COLLECTIONS, json=body, headers=bearer("tenant-a")) as r:
         assert r.status == 201 and (await r.json())["text_search_config"] == "simple"
-    upload = {"document_id": "backups", "text": DOCUMENTS["backups"][0]}
+    text = DOCUMENTS["backups"][0] + " The script calls shutil.copytree on /srv/dumps."
+    upload = {"document_id": "backups", "text": text}
     async with http.post(
         f"{ingestion_api}{COLLECTIONS}/verbatim/documents", json=upload, headers=bearer("tenant-a")
     ) as r:
@@ -161,6 +162,13 @@ async def test_keyword_search_stems_by_the_collection_configuration(
     keyword = {"mode": "SEARCH_MODE_KEYWORD"}
     assert (await search(http, verbatim, {"query": "restoring", **keyword}))["results"] == []
     assert len((await search(http, verbatim, {"query": "restore", **keyword}))["results"]) == 1
+    # A dotted or slashed name is found whole and by its parts.
+    for words in ("shutil.copytree", "copytree", "/srv/dumps", "dumps", '"shutil copytree"'):
+        found = await search(http, verbatim, {"query": words, **keyword})
+        assert len(found["results"]) == 1, words
+    assert (await search(http, verbatim, {"query": "copytree -restore", **keyword}))[
+        "results"
+    ] == []
 
 
 def holders(test: Any) -> set[str]:

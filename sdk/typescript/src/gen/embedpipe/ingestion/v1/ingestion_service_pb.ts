@@ -795,8 +795,9 @@ export enum SearchMode {
   VECTOR = 1,
 
   /**
-   * Chunks holding the query's words (PostgreSQL full-text search with the collection's
-   * text_search_config), the most and closest matches first. The query is not embedded.
+   * Chunks holding every word of the query (PostgreSQL full-text search with the
+   * collection's text_search_config; web search syntax: "a phrase", or, -word), the most
+   * and closest matches first. The query is not embedded.
    *
    * @generated from enum value: SEARCH_MODE_KEYWORD = 2;
    */

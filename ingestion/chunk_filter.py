@@ -61,16 +61,50 @@ def filter_sql(chunk_filter: ChunkFilter, parameters: SqlParameters) -> str:
     return " AND ".join(f"({clause})" for clause in clauses) or "true"
 
 
+#: Values of an any_of that are also tested by containment (the GIN index) one by one.
+MAX_INDEXED_VALUES = 32
+
+
+def _nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """{"a": {"b": value}} for the path ("a", "b")."""
+    for key in reversed(path):
+        value = {key: value}
+    nested: dict[str, Any] = value
+    return nested
+
+
+def _contains(path: tuple[str, ...], value: Any, parameters: SqlParameters) -> str:
+    """Containment of a scalar at `path`: what the GIN index of metadata finds quickly.
+    Only a pre-test: an array holding the value passes it, the exact test follows."""
+    return f"metadata @> {parameters.add(json.dumps(_nested(path, value)))}::jsonb"
+
+
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
 def _condition_sql(condition: Condition, parameters: SqlParameters) -> str:
-    value = f"(metadata #> {parameters.add(list(condition.path))}::text[])"
+    path = condition.path
+    if condition.test == "exists":
+        # Through objects only (strict); a key missing on the way is unknown (NULL).
+        keys = ".".join(json.dumps(key) for key in path)
+        found = f"metadata @? {parameters.add(f'strict $.{keys}')}::jsonpath"
+        return found if condition.value else f"NOT coalesce({found}, false)"
+    value = f"(metadata #> {parameters.add(list(path))}::text[])"
     match condition.test:
-        case "exists":
-            return f"{value} IS {'NOT ' if condition.value else ''}NULL"
         case "equals":
-            return f"{value} = {parameters.add(json.dumps(condition.value))}::jsonb"
+            exact = f"{value} = {parameters.add(json.dumps(condition.value))}::jsonb"
+            if not _scalar(condition.value):
+                return exact
+            return f"{_contains(path, condition.value, parameters)} AND {exact}"
         case "any_of":
             listed = parameters.add(json.dumps(condition.value))
-            return f"{value} IN (SELECT jsonb_array_elements({listed}::jsonb))"
+            exact = f"{value} IN (SELECT jsonb_array_elements({listed}::jsonb))"
+            values = condition.value
+            if len(values) > MAX_INDEXED_VALUES or not all(_scalar(v) for v in values):
+                return exact
+            either = " OR ".join(_contains(path, v, parameters) for v in values)
+            return f"({either}) AND {exact}"
         case "range":
             return _range_sql(value, condition.value, parameters)
 

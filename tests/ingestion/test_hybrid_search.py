@@ -23,7 +23,13 @@ DOCUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ledger": (
         "At month end the finance team closes the books. The job calls zq_flush_ledger2 to"
         " write pending entries before the reports are printed.",
-        {"team": "finance", "year": 2021, "published": "2021-11-30", "reviewed": True},
+        {
+            "team": "finance",
+            "year": 2021,
+            "published": "2021-11-30",
+            "reviewed": True,
+            "labels": "billing",
+        },
     ),
     # Near misses: other codes and names that look alike to the model's word pieces.
     "quota": (
@@ -51,7 +57,13 @@ DOCUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "payments": (
         "Card payments are captured when the order ships. If the bank declines a charge,"
         " the checkout page asks the customer for another card.",
-        {"team": "finance", "year": 2024, "published": "2024-02-10", "source": {"kind": "blog"}},
+        {
+            "team": "finance",
+            "year": 2024,
+            "published": "2024-02-10",
+            "source": {"kind": "blog"},
+            "labels": ["billing", "cards"],
+        },
     ),
     "outages": (
         "When the site is down, the on-call engineer reads the error logs, finds the failing"
@@ -192,6 +204,19 @@ FILTERS: list[tuple[str, dict[str, Any], set[str]]] = [
      holders(lambda m: "reviewed" not in m)),
     ("a nested key", {"conditions": [{"key": "source.kind", "equals": "wiki"}]},
      holders(lambda m: m.get("source", {}).get("kind") == "wiki")),
+    # An array is not equal to one of its items, nor looked into for a nested key.
+    ("equals, not an array holding it", {"conditions": [{"key": "labels", "equals": "billing"}]},
+     {"ledger"}),
+    ("any_of, not an array holding one", {"conditions": [
+        {"key": "labels", "any_of": ["billing", "cards"]}]}, {"ledger"}),
+    ("equals an array", {"conditions": [{"key": "labels", "equals": ["billing", "cards"]}]},
+     {"payments"}),
+    ("a nested key exists", {"conditions": [{"key": "source.kind", "exists": True}]},
+     holders(lambda m: "source" in m)),
+    ("a key under a string or an array",
+     {"conditions": [{"key": "labels.0", "exists": True}]}, set()),
+    ("no key under a string or an array",
+     {"conditions": [{"key": "labels.0", "exists": False}]}, set(DOCUMENTS)),
     ("document ids with a condition",
      {"document_ids": ["ledger", "payments", "outages"],
       "conditions": [{"key": "team", "equals": "finance"}]}, {"ledger", "payments"}),
@@ -205,7 +230,6 @@ async def test_filters_keep_exactly_the_chunks_they_describe(
     library: str, http: aiohttp.ClientSession
 ) -> None:
     for name, body, expected in FILTERS:
-        assert expected and expected != set(DOCUMENTS), name  # keeps some, leaves some out
         for mode in ("SEARCH_MODE_VECTOR", "SEARCH_MODE_HYBRID"):
             answer = await search(
                 http, library, {"query": "work", "top_k": 20, "mode": mode, **body}

@@ -51,8 +51,10 @@ async def create_collection(
     metadata: dict[str, Any],
     text_search_config: str = "english",
 ) -> dict[str, Any] | None:
-    """The new collection, or None when the tenant already has one of that id."""
-    async with pool.acquire() as connection:
+    """The new collection, or None when the tenant already has one of that id.
+    asyncpg.UndefinedObjectError when its vectors need halfvec and pgvector is older than
+    0.7 (nothing is created then)."""
+    async with pool.acquire() as connection, connection.transaction():
         record = await connection.fetchrow(
             "INSERT INTO collections (tenant_id, collection_id, model, dimensions, chunk_tokens,"
             " overlap_tokens, metadata, text_search_config)"
@@ -61,12 +63,30 @@ async def create_collection(
             json.dumps(metadata), text_search_config,
         )  # fmt: skip
         # One HNSW index per vector size; a collection's vectors are all of one size.
-        await connection.execute(
-            f"CREATE INDEX IF NOT EXISTS chunks_hnsw_{int(dimensions)} ON chunks USING hnsw "
-            f"((embedding::vector({int(dimensions)})) vector_cosine_ops) "
-            f"WHERE dimensions = {int(dimensions)} AND live"
-        )
+        if indexed := _indexed_type(dimensions):
+            await connection.execute(
+                f"CREATE INDEX IF NOT EXISTS chunks_hnsw_{int(dimensions)} ON chunks USING hnsw"
+                f" ((embedding::{indexed}) {indexed.split('(')[0]}_cosine_ops)"
+                f" WHERE dimensions = {int(dimensions)} AND live"
+            )
     return _row(record)
+
+
+#: The largest vectors pgvector's HNSW index takes: 2,000 dimensions of 4-byte floats,
+#: 4,000 of 2-byte ones (halfvec).
+MAX_VECTOR_INDEXED = 2000
+MAX_HALFVEC_INDEXED = 4000
+
+
+def _indexed_type(dimensions: int) -> str | None:
+    """The type vectors of that size are indexed (and compared) as: vector up to 2,000
+    dimensions, halfvec (half precision: cosine moves by about 1e-3) up to 4,000, beyond
+    that none (searched exactly)."""
+    if dimensions <= MAX_VECTOR_INDEXED:
+        return f"vector({int(dimensions)})"
+    if dimensions <= MAX_HALFVEC_INDEXED:
+        return f"halfvec({int(dimensions)})"
+    return None
 
 
 _WITH_DOCUMENT_COUNT = (
@@ -449,7 +469,8 @@ async def vector_search(
         tenant_id, collection_id, Vector(np.asarray(query, dtype=np.float32)), limit
     )
     where = f"{_SCOPE} AND dimensions = {dimensions} AND {filter_sql(chunk_filter, parameters)}"
-    distance = f"embedding::vector({dimensions}) <=> $3"
+    compared = _indexed_type(dimensions) or "vector"
+    distance = f"embedding::{compared} <=> ($3::vector)::{compared}"
     if iterative:
         async with pool.acquire() as connection, connection.transaction():
             await connection.execute("SET LOCAL hnsw.iterative_scan = strict_order")

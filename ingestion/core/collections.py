@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import asyncpg
 import grpc
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as embedding_pb
@@ -79,11 +80,19 @@ async def create_collection(
         "overlap_tokens", 0, chunk_tokens // 2,
     )  # fmt: skip
     text_search_config = await _text_search_config(backends, request)
-    created = await store.create_collection(
-        backends.pool, tenant, collection_id,
-        model=model, dimensions=info.dimensions, chunk_tokens=chunk_tokens,
-        overlap_tokens=overlap_tokens, metadata=metadata, text_search_config=text_search_config,
-    )  # fmt: skip
+    try:
+        created = await store.create_collection(
+            backends.pool, tenant, collection_id,
+            model=model, dimensions=info.dimensions, chunk_tokens=chunk_tokens,
+            overlap_tokens=overlap_tokens, metadata=metadata,
+            text_search_config=text_search_config,
+        )  # fmt: skip
+    except asyncpg.UndefinedObjectError:
+        raise invalid(
+            "model",
+            f"{model!r} gives vectors of {info.dimensions} dimensions; over"
+            f" {store.MAX_VECTOR_INDEXED} they need pgvector >= 0.7 (halfvec) in the database",
+        ) from None
     if created is None:
         raise IngestionError(
             IngestionErrorCode.CONFLICT,

@@ -463,7 +463,7 @@ async def vector_search(
 
     Every tenant's chunks of one size share an HNSW index, which PostgreSQL walks before it
     filters. With `iterative` (pgvector >= 0.8) the walk goes on until it has `limit`
-    matches, in order; should it give up first (hnsw.max_scan_tuples), or without
+    matches; should it give up first (hnsw.max_scan_tuples), or without
     iterative scans at all, the search is exact over the collection's rows.
     """
     dimensions = len(query)
@@ -475,14 +475,18 @@ async def vector_search(
     distance = f"embedding::{compared} <=> ($3::vector)::{compared}"
     async with _planned_for_their_values(pool) as connection:
         if iterative:
-            ef_search = min(1000, max(100, 4 * limit))
+            # Measured on bench/search's 200,000 chunks: ef_search 400 took recall@10 of
+            # collections of 10% of the table from 0.89 (100) to 0.985, p99 15 -> 22 ms;
+            # relaxed order (re-sorted here) kept filtered 1% shares at 0.98 (strict: 0.95).
+            ef_search = min(1000, max(400, 8 * limit))
             await connection.execute(
-                "SET LOCAL hnsw.iterative_scan = strict_order;"
+                "SET LOCAL hnsw.iterative_scan = relaxed_order;"
                 f" SET LOCAL hnsw.ef_search = {ef_search}"
             )
             records = await connection.fetch(
-                f"SELECT {_SEARCH_COLUMNS}, 1 - ({distance}) AS score FROM chunks"
-                f" WHERE {where} ORDER BY {distance} LIMIT $4",
+                f"WITH nearest AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, {distance} AS distance"
+                f" FROM chunks WHERE {where} ORDER BY {distance} LIMIT $4)"
+                f" SELECT {_SEARCH_COLUMNS}, 1 - distance AS score FROM nearest ORDER BY distance",
                 *parameters.values,
             )
             if len(records) == limit:

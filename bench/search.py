@@ -66,6 +66,7 @@ class Share:
     tenant: str
     collection: str
     rows: np.ndarray  # indexes into the table
+    collection_chunks: int
     chunk_filter: ChunkFilter = field(default_factory=ChunkFilter)
 
 
@@ -147,18 +148,19 @@ async def load(pool: Pool, texts: list[str], table: np.ndarray) -> list[Share]:
         await connection.execute("VACUUM ANALYZE chunks")
     main = np.flatnonzero(owner == 0)
     shares = [
-        Share(collection, tenant, collection, np.flatnonzero(owner == number))
-        for number, (tenant, collection, _) in enumerate(parts[: len(LARGE)])
+        Share(collection, tenant, collection, np.flatnonzero(owner == number), size)
+        for number, (tenant, collection, size) in enumerate(parts[: len(LARGE)])
     ]
     small = len(LARGE)  # the first of the small tenants
-    shares.append(Share("a small tenant", parts[small][0], "docs", np.flatnonzero(owner == small)))
+    shares.append(Share("a small tenant", parts[small][0], "docs",
+                        np.flatnonzero(owner == small), parts[small][2]))  # fmt: skip
     for limit in (2000, 200, 20, 2):
         kept = main[bucket[main] < limit]
         condition = Condition(("bucket",), "range", {"lt": limit})
-        shares.append(Share(f"main, bucket < {limit}", "acme", "main", kept,
+        shares.append(Share(f"main, bucket < {limit}", "acme", "main", kept, len(main),
                             ChunkFilter(conditions=(condition,))))  # fmt: skip
     rare = main[bucket[main] < BUCKETS // 50]
-    shares.append(Share("main, tag = rare", "acme", "main", rare,
+    shares.append(Share("main, tag = rare", "acme", "main", rare, len(main),
                         ChunkFilter(contains={"tag": "rare"})))  # fmt: skip
     return shares
 
@@ -179,6 +181,7 @@ async def measure(
         found, ms = await timed(lambda q=query: store.vector_search(  # type: ignore[misc]
             pool, share.tenant, share.collection, list(q), limit=TOP_K,
             chunk_filter=share.chunk_filter, iterative=True,
+            collection_chunks=share.collection_chunks,
         ))  # fmt: skip
         ids = {int(row["chunk_id"].split(":")[0][4:]) for row in found}
         returned.append(len(found))
@@ -189,7 +192,8 @@ async def measure(
             deep = candidates(TOP_K)
             by_vector, by_keyword = await asyncio.gather(
                 store.vector_search(pool, share.tenant, share.collection, list(q), limit=deep,
-                                    chunk_filter=share.chunk_filter, iterative=True),
+                                    chunk_filter=share.chunk_filter, iterative=True,
+                                    collection_chunks=share.collection_chunks),
                 store.keyword_search(pool, share.tenant, share.collection, words,
                                      text_search_config="english", limit=deep,
                                      chunk_filter=share.chunk_filter),
@@ -246,7 +250,7 @@ async def quality(pool: Pool) -> list[list[object]]:
             deep = candidates(TOP_K)
             by_vector = await store.vector_search(
                 pool, "quality", "stdlib", list(vector), limit=deep,
-                chunk_filter=everything, iterative=True,
+                chunk_filter=everything, iterative=True, collection_chunks=len(ids),
             )  # fmt: skip
             by_keyword = await store.keyword_search(
                 pool, "quality", "stdlib", query, text_search_config="english", limit=deep,

@@ -35,6 +35,7 @@ def collection(row: dict[str, Any]) -> pb.Collection:
         created_at=_time(row["created_at"]),
         document_count=int(row.get("document_count") or 0),
         text_search_config=row["text_search_config"],
+        chunk_count=row["chunk_count"],
     )
 
 

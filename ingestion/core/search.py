@@ -63,6 +63,7 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
         rows = await store.vector_search(
             backends.pool, tenant, request.collection_id, query,
             limit=limit, chunk_filter=chunk_filter, iterative=backends.iterative_scan,
+            collection_chunks=collection["chunk_count"],
         )  # fmt: skip
         return model, rows
 

@@ -72,10 +72,18 @@ async def test_reupload_unchanged_then_changed_then_delete(
 
     first = await upload(HANDBOOK)
     assert first["status"] == "completed" and first["chunks_total"] >= 1
+
+    async def searchable_chunks() -> int:
+        async with http.get(f"{ingestion_api}{COLLECTIONS}/notes", headers=bearer("tenant-a")) as r:
+            count: int = (await r.json())["chunk_count"]
+        return count
+
+    assert await searchable_chunks() == first["chunks_total"]
     again = await upload(HANDBOOK)
     assert again["status"] == "unchanged" and again["chunks_total"] == 0
     changed = await upload("# Parking\n\nVisitors park in the north garage, level two.")
     assert changed["status"] == "completed"
+    assert await searchable_chunks() == changed["chunks_total"]  # the old version's are gone
 
     connection = await asyncpg.connect(database_url)
     try:
@@ -87,6 +95,7 @@ async def test_reupload_unchanged_then_changed_then_delete(
         assert any("garage" in t for t in texts)
         async with http.delete(f"{docs}/note-1", headers=bearer("tenant-a")) as r:
             assert r.status == 204
+        assert await searchable_chunks() == 0
         assert await connection.fetchval("SELECT count(*) FROM chunks") == 0
         async with http.get(f"{docs}/note-1", headers=bearer("tenant-a")) as r:
             assert r.status == 404

@@ -16,7 +16,7 @@ from ingestion.db import Pool, connect
 from tests.support.openai_standin import standin_vector
 
 DIMENSIONS = 3072
-CHUNKS = 1000
+CHUNKS = 2500  # over EXACT_BELOW: searched through the index
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ async def test_a_3072_dimension_collection_stores_and_searches_through_an_index(
         query /= np.linalg.norm(query)
         found = await store.vector_search(
             searching, "tenant-a", "large", list(query), limit=10, chunk_filter=ChunkFilter(),
-            iterative=True,
+            iterative=True, collection_chunks=CHUNKS,
         )  # fmt: skip
         exact = [f"c{i}" for i in np.argsort(-(vectors @ query))[:10]]
         ids = [row["chunk_id"] for row in found]

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Collection(_message.Message):
-    __slots__ = ("tenant_id", "collection_id", "model", "dimensions", "chunk_tokens", "overlap_tokens", "metadata", "created_at", "document_count", "text_search_config")
+    __slots__ = ("tenant_id", "collection_id", "model", "dimensions", "chunk_tokens", "overlap_tokens", "metadata", "created_at", "document_count", "text_search_config", "chunk_count")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class Collection(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     TEXT_SEARCH_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     collection_id: str
     model: str
@@ -31,7 +32,8 @@ class Collection(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     document_count: int
     text_search_config: str
-    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_count: _Optional[int] = ..., text_search_config: _Optional[str] = ...) -> None: ...
+    chunk_count: int
+    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_count: _Optional[int] = ..., text_search_config: _Optional[str] = ..., chunk_count: _Optional[int] = ...) -> None: ...
 
 class Document(_message.Message):
     __slots__ = ("tenant_id", "collection_id", "document_id", "filename", "content_type", "content_hash", "metadata", "status", "chunk_count", "current_task_id", "created_at", "updated_at")

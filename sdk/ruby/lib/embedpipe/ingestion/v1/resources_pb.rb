@@ -19,6 +19,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :created_at, :message, 8, "google.protobuf.Timestamp", json_name: "createdAt"
       optional :document_count, :int32, 9, json_name: "documentCount"
       optional :text_search_config, :string, 10, json_name: "textSearchConfig"
+      optional :chunk_count, :int32, 11, json_name: "chunkCount"
     end
     add_message "embedpipe.ingestion.v1.Document" do
       optional :tenant_id, :string, 1, json_name: "tenantId"

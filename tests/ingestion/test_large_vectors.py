@@ -1,21 +1,34 @@
 """Vectors over pgvector's 2,000-dimension index limit (OpenAI's text-embedding-3-large
 gives 3,072) are stored as they come and indexed as halfvec: search goes through the
-index and finds the nearest chunks."""
+index and finds the nearest chunks; a whole ingest on such a model, through an
+OpenAI-compatible stand-in, stores and searches them."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
+import asyncpg
+import grpc
 import numpy as np
 import pytest
 
+from embedding.providers.openai_api import OpenAIProvider
+from embedding.providers.registry import ProviderRegistry
+from embedding.server import EmbeddingServer, create_server
+from embedding.settings import EmbeddingSettings, ModelSpec
+from embedding.worker import EmbeddingWorker
 from ingestion import store
 from ingestion.chunk_filter import ChunkFilter
 from ingestion.db import Pool, connect
-from tests.support.openai_standin import standin_vector
+from tests.support.ingestion_calls import COLLECTIONS, wait_task
+from tests.support.openai_standin import API_KEY, running_standin, standin_vector
+from tests.support.services import running_worker, wait_serving
+from tests.support.tenants import bearer
 
 DIMENSIONS = 3072
+LARGE = "text-embedding-3-large"
 CHUNKS = 2500  # over EXACT_BELOW: searched through the index
 
 
@@ -93,3 +106,81 @@ async def settled_index_reads(pool: Pool) -> int:
             return reads
         last = reads
         await asyncio.sleep(0.3)
+
+
+# --- the whole path, on a stand-in of text-embedding-3-large -------------------------------
+
+
+@pytest.fixture
+async def large_model() -> AsyncIterator[OpenAIProvider]:
+    async with running_standin(default_dimensions=DIMENSIONS) as standin:
+        provider = OpenAIProvider(
+            ModelSpec(name=LARGE, provider="openai", dimensions=DIMENSIONS,
+                      base_url=standin.base_url, api_key=API_KEY)
+        )  # fmt: skip
+        await provider.load()
+        yield provider
+        await provider.close()
+
+
+# The embedding server and worker of the usual test stack, serving the large model.
+@pytest.fixture
+async def auth_server(
+    auth_settings: EmbeddingSettings, large_model: OpenAIProvider, redis: object
+) -> AsyncIterator[EmbeddingServer]:
+    server, port = await create_server(
+        auth_settings, registry=ProviderRegistry({LARGE: large_model}, LARGE)
+    )
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await wait_serving(channel)
+    yield server
+    await server.stop(0.5)
+
+
+@pytest.fixture
+async def worker(
+    settings: EmbeddingSettings, large_model: OpenAIProvider, redis: object
+) -> AsyncIterator[EmbeddingWorker]:
+    async with running_worker(settings, ProviderRegistry({LARGE: large_model}, LARGE)) as w:
+        yield w
+
+
+async def test_an_ingest_on_a_3072_dimension_model_stores_and_searches_its_vectors(
+    ingestion_api: str, ingestion_worker: None, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    body = {"collection_id": "large", "model": LARGE, "chunk_tokens": 16, "overlap_tokens": 0}
+    async with http.post(ingestion_api + COLLECTIONS, json=body, headers=bearer("tenant-a")) as r:
+        assert r.status == 201, await r.text()
+        assert (await r.json())["dimensions"] == DIMENSIONS
+    paragraphs = [f"Paragraph {i}: the {word} of the report." for i, word in
+                  enumerate(["summary", "method", "results", "limits", "outlook"])]  # fmt: skip
+    upload = {"document_id": "report", "text": "\n\n".join(paragraphs)}
+    async with http.post(
+        f"{ingestion_api}{COLLECTIONS}/large/documents", json=upload, headers=bearer("tenant-a")
+    ) as r:
+        task = await wait_task(http, ingestion_api, (await r.json())["task_id"])
+    assert task["status"] == "completed", task
+    search = {"query": "anything", "mode": "SEARCH_MODE_VECTOR", "top_k": 3}
+    async with http.post(
+        f"{ingestion_api}{COLLECTIONS}/large/search", json=search, headers=bearer("tenant-a")
+    ) as r:
+        assert r.status == 200, await r.text()
+        results = (await r.json())["results"]
+    # The stand-in's vectors are a function of the text: the order is cosine's.
+    query = standin_vector("anything", DIMENSIONS)
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT chunk_id, text, vector_dims(embedding) AS size FROM chunks"
+            " WHERE collection_id = 'large' AND live"
+        )
+        index = await connection.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = $1", f"chunks_hnsw_{DIMENSIONS}"
+        )
+    finally:
+        await connection.close()
+    assert len(rows) >= 4 and all(row["size"] == DIMENSIONS for row in rows)
+    assert "halfvec(3072)" in index
+    expected = sorted(rows, key=lambda row: -float(standin_vector(row["text"], DIMENSIONS) @ query))
+    assert [r["chunk_id"] for r in results] == [row["chunk_id"] for row in expected[:3]]

@@ -9,7 +9,7 @@ ALTER TABLE collections ADD COLUMN text_search_config text NOT NULL DEFAULT 'eng
 -- "hosts" find it as well as the whole name does.
 CREATE FUNCTION chunk_words(config regconfig, body text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN to_tsvector(config, body) || to_tsvector(config, translate(body, './', '  '));
+    AS $$ SELECT to_tsvector(config, body) || to_tsvector(config, translate(body, './', '  ')) $$;
 
 ALTER TABLE chunks ADD COLUMN tsv tsvector;
 UPDATE chunks SET tsv = chunk_words('english', text);

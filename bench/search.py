@@ -46,7 +46,7 @@ from bench.stats import percentile
 from embedpipe.postgres_server import PostgresServer
 from ingestion import store
 from ingestion.chunk_filter import ChunkFilter, Condition
-from ingestion.core.fusion import Ranking, fuse
+from ingestion.core.fusion import hybrid
 from ingestion.core.search import DEFAULT_RRF_K, candidates
 from ingestion.db import Pool, connect
 
@@ -188,7 +188,7 @@ async def measure(
         recalls.append(len(ids & {int(i) for i in exact}) / max(1, len(exact)))
         vector_ms.append(ms)
 
-        async def hybrid(q: np.ndarray = query, words: str = text) -> list[dict[str, Any]]:
+        async def both(q: np.ndarray = query, words: str = text) -> list[dict[str, Any]]:
             deep = candidates(TOP_K)
             by_vector, by_keyword = await asyncio.gather(
                 store.vector_search(pool, share.tenant, share.collection, list(q), limit=deep,
@@ -198,10 +198,9 @@ async def measure(
                                      text_search_config="english", limit=deep,
                                      chunk_filter=share.chunk_filter),
             )  # fmt: skip
-            rankings = [Ranking("vector", by_vector, 1.0), Ranking("keyword", by_keyword, 1.0)]
-            return fuse(rankings, rrf_k=DEFAULT_RRF_K, limit=TOP_K)
+            return hybrid(by_vector, by_keyword, rrf_k=DEFAULT_RRF_K, limit=TOP_K)
 
-        hybrid_ms.append((await timed(hybrid))[1])
+        hybrid_ms.append((await timed(both))[1])
     share_pct = 100 * len(share.rows) / len(table)
     vector_ms.sort()
     hybrid_ms.sort()
@@ -256,8 +255,7 @@ async def quality(pool: Pool) -> list[list[object]]:
                 pool, "quality", "stdlib", query, text_search_config="english", limit=deep,
                 chunk_filter=everything,
             )  # fmt: skip
-            rankings = [Ranking("vector", by_vector, 1.0), Ranking("keyword", by_keyword, 1.0)]
-            fused = fuse(rankings, rrf_k=DEFAULT_RRF_K, limit=TOP_K)
+            fused = hybrid(by_vector, by_keyword, rrf_k=DEFAULT_RRF_K, limit=TOP_K)
             for mode, rows in zip(MODES, (by_vector, by_keyword, fused), strict=True):
                 found = [row["document_id"] for row in rows]
                 scores[kind, mode].append(ndcg_at_10(found, relevant))

@@ -7,7 +7,7 @@ turns into SQL over the `chunks` table, every value a parameter.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ class ChunkFilter:
     contains: dict[str, Any] | None = None
     conditions: tuple[Condition, ...] = ()
     #: Only chunks of these documents, when not empty.
-    document_ids: tuple[str, ...] = field(default=())
+    document_ids: tuple[str, ...] = ()
 
 
 class SqlParameters:

@@ -65,10 +65,10 @@ async def create_collection(
             json.dumps(metadata), text_search_config,
         )  # fmt: skip
         # One HNSW index per vector size; a collection's vectors are all of one size.
-        if indexed := _indexed_type(dimensions):
+        if kind := _indexed_kind(dimensions):
             await connection.execute(
                 f"CREATE INDEX IF NOT EXISTS chunks_hnsw_{int(dimensions)} ON chunks USING hnsw"
-                f" ((embedding::{indexed}) {indexed.split('(')[0]}_cosine_ops)"
+                f" ((embedding::{kind}({int(dimensions)})) {kind}_cosine_ops)"
                 f" WHERE dimensions = {int(dimensions)} AND live"
             )
     return _row(record)
@@ -80,14 +80,14 @@ MAX_VECTOR_INDEXED = 2000
 MAX_HALFVEC_INDEXED = 4000
 
 
-def _indexed_type(dimensions: int) -> str | None:
+def _indexed_kind(dimensions: int) -> str | None:
     """The type vectors of that size are indexed (and compared) as: vector up to 2,000
     dimensions, halfvec (half precision: cosine moves by about 1e-3) up to 4,000, beyond
     that none (searched exactly)."""
     if dimensions <= MAX_VECTOR_INDEXED:
-        return f"vector({int(dimensions)})"
+        return "vector"
     if dimensions <= MAX_HALFVEC_INDEXED:
-        return f"halfvec({int(dimensions)})"
+        return "halfvec"
     return None
 
 
@@ -483,7 +483,7 @@ async def vector_search(
         tenant_id, collection_id, Vector(np.asarray(query, dtype=np.float32)), limit
     )
     where = f"{_SCOPE} AND dimensions = {dimensions} AND {filter_sql(chunk_filter, parameters)}"
-    compared = _indexed_type(dimensions) or "vector"
+    compared = f"{_indexed_kind(dimensions) or 'vector'}({dimensions})"
     distance = f"embedding::{compared} <=> ($3::vector)::{compared}"
     async with _planned_for_their_values(pool) as connection:
         if iterative and collection_chunks > EXACT_BELOW:

@@ -19,7 +19,7 @@ from ingestion.chunk_filter import ChunkFilter, Condition
 from ingestion.core import messages
 from ingestion.core.backends import Backends
 from ingestion.core.checks import check_between, check_id, check_storable, invalid, not_found
-from ingestion.core.fusion import Ranking, fuse
+from ingestion.core.fusion import hybrid, ranked
 from ingestion.upstream import CALL_TIMEOUT_S, embedding_failure
 
 DEFAULT_TOP_K = 5
@@ -77,20 +77,14 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
     model = collection["model"]
     if mode == pb.SEARCH_MODE_VECTOR:
         model, rows = await by_vector(top_k)
-        rows = [{**row, "similarity": row["score"], "vector_rank": rank}
-                for rank, row in enumerate(rows, 1)]  # fmt: skip
+        rows = ranked("vector", rows)
     elif mode == pb.SEARCH_MODE_KEYWORD:
-        rows = [{**row, "keyword_rank": rank}
-                for rank, row in enumerate(await by_keyword(top_k), 1)]  # fmt: skip
+        rows = ranked("keyword", await by_keyword(top_k))
     else:
         (model, vector_rows), keyword_rows = await asyncio.gather(
             by_vector(candidates(top_k)), by_keyword(candidates(top_k))
         )
-        rankings = [
-            Ranking("vector", vector_rows, weights[0]),
-            Ranking("keyword", keyword_rows, weights[1]),
-        ]
-        rows = fuse(rankings, rrf_k=rrf_k, limit=top_k)
+        rows = hybrid(vector_rows, keyword_rows, weights=weights, rrf_k=rrf_k, limit=top_k)
     return pb.SearchResponse(
         results=[messages.search_result(row) for row in rows], model=model, mode=mode
     )

@@ -92,16 +92,20 @@ class Job:
 
 
 def request_fingerprint(request: pb.GenerateEmbeddingsRequest) -> str:
-    """What makes two requests "the same job": tenant, task, document and chunk-id set.
+    """What makes two requests "the same job": tenant, task, document, chunk-id set and
+    model.
 
     The chunk ids are part of it so that a large document sent as several requests under
-    one task is several jobs, while a retried request maps onto its earlier job.
+    one task is several jobs, while a retried request maps onto its earlier job; the model
+    so that a task sent again for another model (a collection re-embedded meanwhile) is
+    embedded again.
     """
     identity = [
         request.tenant_id,
         request.task_id,
         request.document_id,
         sorted(c.chunk_id for c in request.chunks),
+        request.model,
     ]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 

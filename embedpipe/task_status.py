@@ -2,7 +2,8 @@
 ingestion API's contract, so the service and its clients (the CLI) read them alike.
 
 A task never goes back: `pending` → `extracting` → `chunking` → `embedding` → `storing`, then
-one final status: `completed`, `unchanged` (the same content was stored already) or `failed`.
+one final status: `completed`, `unchanged` (the same content was stored already), `failed`
+or `cancelled`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class TaskStatus(StrEnum):
     COMPLETED = "completed"
     UNCHANGED = "unchanged"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def final(self) -> bool:
@@ -38,7 +40,9 @@ IN_PROGRESS = (
     TaskStatus.EMBEDDING,
     TaskStatus.STORING,
 )
-FINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.UNCHANGED, TaskStatus.FAILED})
+FINAL = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.UNCHANGED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+)
 #: Progress (percent) a status stands for; `embedding` goes from 10 to 95 with its chunks.
 _PROGRESS = {
     TaskStatus.PENDING: 0,

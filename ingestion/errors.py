@@ -28,6 +28,9 @@ class IngestionErrorCode(StrEnum):
     UNPROCESSABLE = "UNPROCESSABLE"
     #: The request clashes with the current state (e.g. a collection name already taken).
     CONFLICT = "CONFLICT"
+    #: The resource is not in a state that allows it (a task that has ended, a collection
+    #: being re-embedded already).
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
     #: No or an unknown API key.
     UNAUTHENTICATED = "UNAUTHENTICATED"
     #: A known key that may not do this.

@@ -29,6 +29,7 @@ HTTP_STATUS = {
     IngestionErrorCode.PERMISSION_DENIED: 403,
     IngestionErrorCode.NOT_FOUND: 404,
     IngestionErrorCode.CONFLICT: 409,
+    IngestionErrorCode.FAILED_PRECONDITION: 409,
     IngestionErrorCode.PAYLOAD_TOO_LARGE: 413,
     IngestionErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     IngestionErrorCode.UNPROCESSABLE: 422,

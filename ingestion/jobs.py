@@ -1,4 +1,5 @@
-"""The ingestion job stream: an extracted document waiting to be chunked and embedded."""
+"""The ingestion job stream: an extracted document waiting to be chunked and embedded, or
+the next step of a re-embed (`kind` reembed)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from ingestion.keys import IngestionKeys
 
 
 def content_hash(doc: ExtractedDoc, collection: dict[str, Any]) -> str:
-    """What decides whether a re-upload changes anything: the text and how it is embedded."""
+    """What decides whether a re-upload changes anything: the text and how it is chunked."""
     identity = json.dumps(
         [
             CHUNKING_VERSION,
-            collection["model"],
+            # Not the model: a model change re-embeds every chunk (ReembedCollection), and
+            # a document uploaded again after it is the same document.
             collection["chunk_tokens"],
             collection["overlap_tokens"],
             [list(s.heading_path) for s in doc.sections],
@@ -76,6 +78,17 @@ async def enqueue_job(
             "doc": encode_doc(doc),
         },
     )
+
+
+#: The `kind` field of a re-embed's step on the job stream.
+REEMBED_STEP = "reembed"
+
+
+async def enqueue_reembed_step(
+    redis: aioredis.Redis, keys: IngestionKeys, tenant_id: str, task_id: str
+) -> None:
+    """Queue the next step of a re-embed (reembed_store.step): copy, send, or switch."""
+    await redis.xadd(keys.jobs, {"kind": REEMBED_STEP, "tenant_id": tenant_id, "task_id": task_id})
 
 
 def job_fields(entry: StreamEntry) -> dict[str, str]:

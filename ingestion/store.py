@@ -1,5 +1,6 @@
-"""Every SQL statement of the Ingestion Service. Each takes the tenant first: no query
-reads or writes a row by id alone, so one tenant can never reach another's data."""
+"""Every SQL statement of the Ingestion Service but a re-embed's (reembed_store.py). Each
+takes the tenant first: no query reads or writes a row by id alone, so one tenant can never
+reach another's data."""
 
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ from ingestion.db import Pool
 #: job delivered again re-sends its chunks, but must not undo what callbacks stored.
 TERMINAL = [str(status) for status in sorted(FINAL)]
 PROGRESS = [str(status) for status in IN_PROGRESS]
+#: The kinds of task: an upload ingests a document; a re-embed embeds a collection's chunks
+#: again with another model (ingestion/reembed_store.py).
+UPLOAD = "upload"
+REEMBED = "reembed"
 
 
-def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
+def as_row(record: asyncpg.Record | None) -> dict[str, Any] | None:
     """A row as a dict; metadata parsed, times as aware datetimes."""
     if record is None:
         return None
@@ -34,8 +39,8 @@ def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
     return row
 
 
-def _rows(records: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
-    return [r for r in (_row(x) for x in records) if r is not None]
+def as_rows(records: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [r for r in (as_row(x) for x in records) if r is not None]
 
 
 # --- collections ------------------------------------------------------------------------
@@ -64,14 +69,21 @@ async def create_collection(
             tenant_id, collection_id, model, dimensions, chunk_tokens, overlap_tokens,
             json.dumps(metadata), text_search_config,
         )  # fmt: skip
-        # One HNSW index per vector size; a collection's vectors are all of one size.
-        if kind := _indexed_kind(dimensions):
-            await connection.execute(
-                f"CREATE INDEX IF NOT EXISTS chunks_hnsw_{int(dimensions)} ON chunks USING hnsw"
-                f" ((embedding::{kind}({int(dimensions)})) {kind}_cosine_ops)"
-                f" WHERE dimensions = {int(dimensions)} AND live"
-            )
-    return _row(record)
+        await create_hnsw_index(connection, dimensions)
+    return as_row(record)
+
+
+async def create_hnsw_index(
+    connection: PoolConnectionProxy[asyncpg.Record], dimensions: int
+) -> None:
+    """The HNSW index of the vectors of that size, unless it exists: one per size, all
+    tenants' chunks; a collection's vectors are all of one size."""
+    if kind := _indexed_kind(dimensions):
+        await connection.execute(
+            f"CREATE INDEX IF NOT EXISTS chunks_hnsw_{int(dimensions)} ON chunks USING hnsw"
+            f" ((embedding::{kind}({int(dimensions)})) {kind}_cosine_ops)"
+            f" WHERE dimensions = {int(dimensions)} AND live"
+        )
 
 
 #: The largest vectors pgvector's HNSW index takes: 2,000 dimensions of 4-byte floats,
@@ -112,7 +124,7 @@ async def get_collection(pool: Pool, tenant_id: str, collection_id: str) -> dict
         "SELECT * FROM collections WHERE tenant_id = $1 AND collection_id = $2",
         tenant_id, collection_id,
     )  # fmt: skip
-    return _row(record)
+    return as_row(record)
 
 
 async def describe_collection(
@@ -123,7 +135,7 @@ async def describe_collection(
         f"{_WITH_DOCUMENT_COUNT} WHERE tenant_id = $1 AND collection_id = $2",
         tenant_id, collection_id,
     )  # fmt: skip
-    return _row(record)
+    return as_row(record)
 
 
 async def list_collections(
@@ -135,7 +147,7 @@ async def list_collections(
         " ORDER BY collection_id LIMIT $3",
         tenant_id, after, limit,
     )  # fmt: skip
-    return _rows(records)
+    return as_rows(records)
 
 
 async def delete_collection(pool: Pool, tenant_id: str, collection_id: str) -> bool:
@@ -185,7 +197,7 @@ async def start_task(
             " VALUES ($1, $2, $3, $4, 'pending') RETURNING *",
             tenant_id, task_id, collection_id, document_id,
         )  # fmt: skip
-    row = _row(record)
+    row = as_row(record)
     assert row is not None
     return row
 
@@ -194,7 +206,7 @@ async def get_task(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] |
     record = await pool.fetchrow(
         "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2", tenant_id, task_id
     )
-    return _row(record)
+    return as_row(record)
 
 
 async def set_task_status(
@@ -207,32 +219,62 @@ async def set_task_status(
         " AND array_position($4::text[], status) < array_position($4::text[], $3) RETURNING *",
         tenant_id, task_id, status, PROGRESS,
     )  # fmt: skip
-    return _row(record)
+    return as_row(record)
 
 
 async def fail_task(
     pool: Pool, tenant_id: str, task_id: str, *, error_code: str, error_message: str
 ) -> dict[str, Any] | None:
-    """Mark a task failed and drop the chunks it staged; live chunks stay searchable."""
+    """Mark a task failed and drop its chunks that are not searchable; live ones stay."""
+    return await _end_task(pool, tenant_id, task_id, TaskStatus.FAILED, error_code, error_message)
+
+
+async def cancel_task(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
+    """Cancel an unfinished task as failing it would; None if it has ended."""
+    return await _end_task(
+        pool, tenant_id, task_id, TaskStatus.CANCELLED, "CANCELLED", "cancelled by the client"
+    )
+
+
+async def _end_task(
+    pool: Pool,
+    tenant_id: str,
+    task_id: str,
+    status: TaskStatus,
+    error_code: str,
+    error_message: str,
+) -> dict[str, Any] | None:
     async with pool.acquire() as connection, connection.transaction():
         record = await connection.fetchrow(
-            "UPDATE tasks SET status = 'failed', error_code = $3, error_message = $4,"
+            "UPDATE tasks SET status = $3, error_code = $4, error_message = $5,"
             " updated_at = now(), finished_at = now()"
-            " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($5::text[]) RETURNING *",
-            tenant_id, task_id, error_code, error_message, TERMINAL,
+            " WHERE tenant_id = $1 AND task_id = $2 AND status <> ALL($6::text[]) RETURNING *",
+            tenant_id, task_id, status, error_code, error_message, TERMINAL,
         )  # fmt: skip
-        if record is not None:
+        if record is None:
+            return None
+        # What it made that search does not read: an upload's staged chunks, a re-embed's
+        # next generation.
+        await connection.execute(
+            "DELETE FROM chunks c USING collections k WHERE c.tenant_id = $1 AND c.task_id = $2"
+            " AND k.tenant_id = $1 AND k.collection_id = c.collection_id"
+            " AND (NOT c.live OR c.generation <> k.generation)",
+            tenant_id, task_id,
+        )  # fmt: skip
+        if record["kind"] == REEMBED:
             await connection.execute(
-                "DELETE FROM chunks WHERE tenant_id = $1 AND task_id = $2 AND NOT live",
-                tenant_id, task_id,
+                "UPDATE collections SET reembed_task_id = NULL"
+                " WHERE tenant_id = $1 AND collection_id = $2 AND reembed_task_id = $3",
+                tenant_id, record["collection_id"], task_id,
             )  # fmt: skip
+        else:
             await connection.execute(
-                "UPDATE documents SET status = 'failed', updated_at = now()"
+                "UPDATE documents SET status = $4, updated_at = now()"
                 " WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3"
                 " AND current_task_id IS NULL",
-                tenant_id, record["collection_id"], record["document_id"],
+                tenant_id, record["collection_id"], record["document_id"], status,
             )  # fmt: skip
-    return _row(record)
+    return as_row(record)
 
 
 async def finish_unchanged(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
@@ -249,7 +291,7 @@ async def finish_unchanged(pool: Pool, tenant_id: str, task_id: str) -> dict[str
                 " WHERE tenant_id = $1 AND collection_id = $2 AND document_id = $3",
                 tenant_id, record["collection_id"], record["document_id"],
             )  # fmt: skip
-    return _row(record)
+    return as_row(record)
 
 
 async def current_content_hash(
@@ -300,6 +342,47 @@ async def stage_chunks(
         )  # fmt: skip
 
 
+async def embedding_model(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
+    """The task, its chunks to be embedded with the collection's model now (`model` and
+    `dimensions` of the row); None once it has ended.
+
+    Callbacks of another model are stale from then on (store_embeddings drops them). Should
+    the task have been embedded with another model before (a re-embed switched the
+    collection in between), those vectors are dropped: a task's vectors are of one model.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        collection_id = await connection.fetchval(
+            "SELECT collection_id FROM tasks WHERE tenant_id = $1 AND task_id = $2",
+            tenant_id, task_id,
+        )  # fmt: skip
+        # Shared: no re-embed switches the collection's model until this is committed.
+        collection = await connection.fetchrow(
+            "SELECT model, dimensions FROM collections WHERE tenant_id = $1"
+            " AND collection_id = $2 FOR SHARE",
+            tenant_id, collection_id,
+        )  # fmt: skip
+        task = await connection.fetchrow(
+            "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
+            tenant_id, task_id,
+        )  # fmt: skip
+        if collection is None or task is None or task["status"] in TERMINAL:
+            return None
+        if task["model"] == collection["model"]:
+            return as_row(task)
+        if task["model"] is not None:
+            await connection.execute(
+                "UPDATE chunks SET embedding = NULL, dimensions = NULL"
+                " WHERE tenant_id = $1 AND task_id = $2 AND NOT live",
+                tenant_id, task_id,
+            )  # fmt: skip
+        record = await connection.fetchrow(
+            "UPDATE tasks SET model = $3, dimensions = $4, chunks_embedded = 0,"
+            " updated_at = now() WHERE tenant_id = $1 AND task_id = $2 RETURNING *",
+            tenant_id, task_id, collection["model"], collection["dimensions"],
+        )  # fmt: skip
+    return as_row(record)
+
+
 @dataclass(frozen=True)
 class StoreResult:
     """What storing a callback's vectors did; `task` is the task afterwards."""
@@ -308,6 +391,10 @@ class StoreResult:
     task: dict[str, Any] | None
     #: Why nothing was stored, when the callback cannot belong to the task.
     refused: str = ""
+    #: The vectors are of a model the task is no longer embedded with: dropped.
+    stale: bool = False
+    #: Every chunk of the task has its vector now.
+    complete: bool = False
 
 
 async def store_embeddings(
@@ -315,11 +402,15 @@ async def store_embeddings(
     tenant_id: str,
     task_id: str,
     vectors: Sequence[tuple[str, Sequence[float]]],
+    *,
+    model: str | None,
 ) -> StoreResult:
-    """Store the vectors of one callback in one transaction; a repeat stores nothing.
+    """Store the vectors of one callback, made by `model` (None: the task's), in one
+    transaction; a repeat stores nothing.
 
-    When the task's last chunk is stored the task moves to `storing`; `promote` then
-    makes its chunks the document's searchable ones.
+    When an upload's last chunk is stored the task moves to `storing`; `promote` then
+    makes its chunks the document's searchable ones. A re-embed stays `embedding`: its
+    next step (reembed_store.step) decides.
     """
     async with pool.acquire() as connection, connection.transaction():
         task = await connection.fetchrow(
@@ -327,17 +418,16 @@ async def store_embeddings(
             tenant_id, task_id,
         )  # fmt: skip
         if task is None or task["status"] in TERMINAL:
-            return StoreResult(0, _row(task))
-        expected = await connection.fetchval(
-            "SELECT dimensions FROM collections WHERE tenant_id = $1 AND collection_id = $2",
-            tenant_id, task["collection_id"],
-        )  # fmt: skip
+            return StoreResult(0, as_row(task))
+        if task["model"] is None or model not in (None, task["model"]):
+            return StoreResult(0, as_row(task), stale=True)
+        expected = task["dimensions"]
         wrong = {len(v) for _, v in vectors} - {expected}
         if wrong:
             return StoreResult(
                 0,
-                _row(task),
-                refused=f"vectors of {sorted(wrong)} dimensions; the collection has {expected}",
+                as_row(task),
+                refused=f"vectors of {sorted(wrong)} dimensions; {model} gives {expected}",
             )
         # One statement for the whole callback, not a round trip per chunk.
         status = await connection.execute(
@@ -349,15 +439,25 @@ async def store_embeddings(
             [Vector(np.asarray(vector, dtype=np.float32)) for _, vector in vectors],
         )  # fmt: skip
         stored = int(status.rsplit(" ", 1)[1])
-        embedded = task["chunks_embedded"] + stored
-        done = embedded >= task["chunks_total"] > 0
+        if task["kind"] == REEMBED:
+            # Counted, not added up: uploads of the collection meanwhile replace or drop
+            # chunks of the re-embed (and its next step copies their new versions).
+            left = await connection.fetchval(
+                "SELECT count(*) FROM chunks WHERE tenant_id = $1 AND task_id = $2"
+                " AND embedding IS NULL",
+                tenant_id, task_id,
+            )  # fmt: skip
+            embedded, done = max(0, task["chunks_total"] - left), left == 0
+        else:
+            embedded = task["chunks_embedded"] + stored
+            done = embedded >= task["chunks_total"] > 0
         record = await connection.fetchrow(
             "UPDATE tasks SET chunks_embedded = $3, updated_at = now(),"
-            " status = CASE WHEN $4 THEN 'storing' ELSE status END"
+            " status = CASE WHEN $4 AND kind = 'upload' THEN 'storing' ELSE status END"
             " WHERE tenant_id = $1 AND task_id = $2 RETURNING *",
             tenant_id, task_id, embedded, done,
         )  # fmt: skip
-    return StoreResult(stored, _row(record))
+    return StoreResult(stored, as_row(record), complete=done)
 
 
 async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
@@ -365,23 +465,35 @@ async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | 
     transaction with dropping the previous ones: search never sees a half-updated document.
     Idempotent: a task already completed is returned as it is."""
     async with pool.acquire() as connection, connection.transaction():
+        collection_id = await connection.fetchval(
+            "SELECT collection_id FROM tasks WHERE tenant_id = $1 AND task_id = $2",
+            tenant_id, task_id,
+        )  # fmt: skip
+        # The collection first, as a re-embed's step locks it (then the tasks it resets).
+        generation = await connection.fetchval(
+            "SELECT generation FROM collections WHERE tenant_id = $1 AND collection_id = $2"
+            " FOR UPDATE",
+            tenant_id, collection_id,
+        )  # fmt: skip
         task = await connection.fetchrow(
             "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
             tenant_id, task_id,
         )  # fmt: skip
         if task is None or task["status"] != TaskStatus.STORING:
-            return _row(task)
+            return as_row(task)
         key = (tenant_id, task["collection_id"], task["document_id"])
         await connection.execute(
-            # Only the live (searchable) chunks: another task of this document may still
-            # be in progress, and its staged chunks are its own.
+            # Only the live (searchable) chunks, of every generation (a re-embed's copies
+            # of the previous version go too): another task of this document may still be
+            # in progress, and its staged chunks are its own.
             "DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2"
             " AND document_id = $3 AND task_id <> $4 AND live",
             *key, task_id,
         )  # fmt: skip
         await connection.execute(
-            "UPDATE chunks SET live = true WHERE tenant_id = $1 AND task_id = $2",
-            tenant_id, task_id,
+            "UPDATE chunks SET live = true, generation = $3 WHERE tenant_id = $1"
+            " AND task_id = $2",
+            tenant_id, task_id, generation,
         )  # fmt: skip
         # The collection's count of searchable chunks, before the document's changes.
         await connection.execute(
@@ -402,7 +514,7 @@ async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | 
             " WHERE tenant_id = $1 AND task_id = $2 RETURNING *",
             tenant_id, task_id,
         )  # fmt: skip
-    return _row(record)
+    return as_row(record)
 
 
 async def list_documents(
@@ -414,7 +526,7 @@ async def list_documents(
         " AND document_id > $3 ORDER BY document_id LIMIT $4",
         tenant_id, collection_id, after, limit,
     )  # fmt: skip
-    return _rows(records)
+    return as_rows(records)
 
 
 async def get_document(
@@ -425,12 +537,17 @@ async def get_document(
         " AND document_id = $3",
         tenant_id, collection_id, document_id,
     )  # fmt: skip
-    return _row(record)
+    return as_row(record)
 
 
 async def delete_document(pool: Pool, tenant_id: str, collection_id: str, document_id: str) -> bool:
     """Delete a document with its chunks and vectors (and its tasks' staged chunks)."""
     async with pool.acquire() as connection, connection.transaction():
+        # The collection first, as a re-embed's step locks it (then the tasks it resets).
+        await connection.execute(
+            "SELECT FROM collections WHERE tenant_id = $1 AND collection_id = $2 FOR UPDATE",
+            tenant_id, collection_id,
+        )  # fmt: skip
         # Unfinished tasks of the document end now, so none can bring its chunks back.
         await connection.execute(
             "UPDATE tasks SET status = 'failed', error_code = 'DOCUMENT_DELETED',"
@@ -454,7 +571,16 @@ async def delete_document(pool: Pool, tenant_id: str, collection_id: str, docume
 
 
 _SEARCH_COLUMNS = "document_id, chunk_id, position, text, metadata"
-_SCOPE = "tenant_id = $1 AND collection_id = $2 AND live"
+
+
+class ModelChangedError(Exception):
+    """The collection's vectors are of another model than the query's now: a re-embed
+    switched it since the query was embedded. Embed the query again and search again."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"the collection is embedded with {model} now")
+        #: The collection's model now.
+        self.model = model
 
 
 async def vector_search(
@@ -463,14 +589,16 @@ async def vector_search(
     collection_id: str,
     query: Sequence[float],
     *,
+    model: str,
     limit: int,
     chunk_filter: ChunkFilter,
     iterative: bool,
     collection_chunks: int,
 ) -> list[dict[str, Any]]:
-    """The `limit` live chunks nearest to `query` by cosine distance (`score`, the cosine
-    similarity), of the tenant's collection and its filter only, however small a share of
-    the table they are.
+    """The `limit` live chunks nearest to `query` (a vector of `model`) by cosine distance
+    (`score`, the cosine similarity), of the tenant's collection and its filter only,
+    however small a share of the table they are. ModelChangedError when the collection's
+    vectors are of another model.
 
     A collection of at most EXACT_BELOW chunks is searched exactly. A larger one through
     the HNSW index every tenant's chunks of one size share, which PostgreSQL walks before
@@ -482,10 +610,17 @@ async def vector_search(
     parameters = SqlParameters(
         tenant_id, collection_id, Vector(np.asarray(query, dtype=np.float32)), limit
     )
-    where = f"{_SCOPE} AND dimensions = {dimensions} AND {filter_sql(chunk_filter, parameters)}"
-    compared = f"{_indexed_kind(dimensions) or 'vector'}({dimensions})"
-    distance = f"embedding::{compared} <=> ($3::vector)::{compared}"
-    async with _planned_for_their_values(pool) as connection:
+    async with _searching(pool, tenant_id, collection_id) as (connection, collection):
+        if collection is None:
+            return []
+        if collection["model"] != model:
+            raise ModelChangedError(collection["model"])
+        where = (
+            f"{_scope(collection, parameters)} AND dimensions = {dimensions}"
+            f" AND {filter_sql(chunk_filter, parameters)}"
+        )
+        compared = f"{_indexed_kind(dimensions) or 'vector'}({dimensions})"
+        distance = f"embedding::{compared} <=> ($3::vector)::{compared}"
         if iterative and collection_chunks > EXACT_BELOW:
             # Measured on bench/search's 200,000 chunks: ef_search 400 took recall@10 of
             # collections of 10% of the table from 0.89 (100) to 0.985, p99 15 -> 22 ms;
@@ -504,7 +639,7 @@ async def vector_search(
                 *parameters.values,
             )
             if len(records) == limit:
-                return _rows(records)
+                return as_rows(records)
             await connection.execute("SET LOCAL enable_sort = on")
         # Exact: the collection's (filtered) rows first, through a btree or GIN index, then
         # sorted.
@@ -514,7 +649,7 @@ async def vector_search(
             f" ORDER BY {distance} LIMIT $4",
             *parameters.values,
         )
-    return _rows(records)
+    return as_rows(records)
 
 
 #: Collections of at most this many chunks are searched exactly: 2,000 took 11 ms on the
@@ -522,17 +657,38 @@ async def vector_search(
 EXACT_BELOW = 2000
 
 
+def _scope(collection: asyncpg.Record, parameters: SqlParameters) -> str:
+    """The searchable chunks of the collection ($1, $2): its current generation's."""
+    return (
+        "tenant_id = $1 AND collection_id = $2 AND live"
+        f" AND generation = {parameters.add(collection['generation'])}"
+    )
+
+
 @asynccontextmanager
-async def _planned_for_their_values(
-    pool: Pool,
-) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
-    """A connection in a transaction whose statements are planned for their own values.
-    A statement run often gets a cached generic plan, which knows neither the collection's
-    size nor the query: for a collection of 100,000 chunks it sorted them all (770 ms)
-    where the index answers in 7 ms (bench/search.py)."""
-    async with pool.acquire() as connection, connection.transaction():
+async def _searching(
+    pool: Pool, tenant_id: str, collection_id: str
+) -> AsyncIterator[tuple[PoolConnectionProxy[asyncpg.Record], asyncpg.Record | None]]:
+    """A connection for a search, with the collection's model and generation as the
+    search's statements see it.
+
+    One snapshot (repeatable read) for all: a re-embed that switches the collection
+    meanwhile is seen by none of them, so a search reads one generation's vectors, whole.
+    Statements are planned for their own values: a statement run often gets a cached
+    generic plan, which knows neither the collection's size nor the query; for a
+    collection of 100,000 chunks it sorted them all (770 ms) where the index answers in
+    7 ms (bench/search.py)."""
+    async with (
+        pool.acquire() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
         await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        yield connection
+        collection = await connection.fetchrow(
+            "SELECT model, generation FROM collections WHERE tenant_id = $1"
+            " AND collection_id = $2",
+            tenant_id, collection_id,
+        )  # fmt: skip
+        yield connection, collection
 
 
 async def keyword_search(
@@ -554,12 +710,15 @@ async def keyword_search(
     rank knows no word's rarity)."""
     parameters = SqlParameters(tenant_id, collection_id, text_search_config, query, limit)
     words = "websearch_to_tsquery($3::regconfig, $4)"
-    async with _planned_for_their_values(pool) as connection:
+    async with _searching(pool, tenant_id, collection_id) as (connection, collection):
+        if collection is None:
+            return []
         records = await connection.fetch(
             f"SELECT {_SEARCH_COLUMNS}, ts_rank_cd(tsv, words) AS score"
-            f" FROM chunks, (SELECT {words} AS words) AS query WHERE {_SCOPE} AND tsv @@ words"
+            f" FROM chunks, (SELECT {words} AS words) AS query"
+            f" WHERE {_scope(collection, parameters)} AND tsv @@ words"
             f" AND {filter_sql(chunk_filter, parameters)}"
             " ORDER BY score DESC, document_id, position LIMIT $5",
             *parameters.values,
         )
-    return _rows(records)
+    return as_rows(records)

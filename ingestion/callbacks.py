@@ -27,6 +27,7 @@ from ingestion import store
 from ingestion.db import Pool, database_unavailable
 from ingestion.errors import IngestionErrorCode
 from ingestion.events import publish
+from ingestion.jobs import enqueue_reembed_step
 from ingestion.keys import IngestionKeys
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,9 @@ def parse_callback(raw: bytes) -> dict[str, Any]:
     for name in ("task_id", "document_id", "collection_id", "tenant_id", "status"):
         if not _nonempty_str(body.get(name)):
             raise MalformedCallbackError(f"{name} missing or not a string")
+    # Added to the seed's fields: the model that made the vectors (absent: the task's).
+    if not isinstance(body.get("model", ""), str):
+        raise MalformedCallbackError("model is not a string")
     if body["status"] == "success":
         _check_embeddings(body.get("embeddings"))
     elif body["status"] == "error":
@@ -280,7 +284,14 @@ class CallbackConsumer:
             log.warning("task failed task_id=%s code=%s", task_id, body["error_code"])
             return
         vectors = [(e["chunk_id"], e["embedding"]) for e in body["embeddings"]]
-        result = await store.store_embeddings(self.pool, tenant, task_id, vectors)
+        result = await store.store_embeddings(
+            self.pool, tenant, task_id, vectors, model=body.get("model")
+        )
+        if result.stale:
+            # Made with the model the collection had before a re-embed switched it; the
+            # task is sent again with the new one.
+            log.info("stale callback dropped task_id=%s model=%s", task_id, body.get("model"))
+            return
         if result.refused:
             failed = await store.fail_task(
                 self.pool, tenant, task_id,
@@ -298,7 +309,11 @@ class CallbackConsumer:
             return
         if result.stored:
             await publish(self.redis, self.keys, task)
-        if task["status"] == TaskStatus.STORING:
+        if task["kind"] == store.REEMBED:
+            if result.complete:
+                # Its next step switches the collection (or copies what changed meanwhile).
+                await enqueue_reembed_step(self.redis, self.keys, tenant, task_id)
+        elif task["status"] == TaskStatus.STORING:
             completed = await store.promote(self.pool, tenant, task_id)
             if completed is not None:
                 await publish(self.redis, self.keys, completed)

@@ -24,7 +24,7 @@ from embedpipe.grpc.health import follow_readiness
 from embedpipe.ingestion.v1 import ingestion_service_pb2 as pb
 from embedpipe.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from embedpipe.violations import FieldViolation
-from ingestion.core import collections, documents, search, tasks
+from ingestion.core import collections, documents, reembed, search, tasks
 from ingestion.core.backends import Backends
 from ingestion.core.checks import invalid
 from ingestion.core.documents import FileBuffer
@@ -48,6 +48,7 @@ STATUS_BY_CODE = {
     IngestionErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     IngestionErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     IngestionErrorCode.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    IngestionErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     IngestionErrorCode.PAYLOAD_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     IngestionErrorCode.UNSUPPORTED_MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
     IngestionErrorCode.UNPROCESSABLE: grpc.StatusCode.INVALID_ARGUMENT,
@@ -96,6 +97,11 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     ) -> pb.DeleteCollectionResponse:
         return await collections.delete_collection(self.backends, current_tenant(), request)
 
+    async def ReembedCollection(
+        self, request: pb.ReembedCollectionRequest, context: Context
+    ) -> pb.ReembedCollectionResponse:
+        return await reembed.reembed_collection(self.backends, current_tenant(), request)
+
     async def UploadDocument(
         self, request_iterator: AsyncIterator[pb.UploadDocumentRequest], context: Context
     ) -> pb.UploadDocumentResponse:
@@ -132,6 +138,11 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.GetTaskResponse:
         return await tasks.get_task(self.backends, current_tenant(), request)
+
+    async def CancelTask(
+        self, request: pb.CancelTaskRequest, context: Context
+    ) -> pb.CancelTaskResponse:
+        return await tasks.cancel_task(self.backends, current_tenant(), request)
 
     async def WatchTask(
         self, request: pb.WatchTaskRequest, context: Context

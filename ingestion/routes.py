@@ -17,7 +17,7 @@ from embedpipe.http.proto_routes import Call, ProtoRoute, read_message, rpc
 from embedpipe.ingestion.v1 import ingestion_service_pb2 as pb
 from embedpipe.protojson import struct_of, to_json
 from embedpipe.strict_json import StrictJsonError, loads
-from ingestion.core import collections, documents, search, tasks
+from ingestion.core import collections, documents, reembed, search, tasks
 from ingestion.core.backends import Backends
 from ingestion.core.checks import invalid
 from ingestion.core.documents import FileBuffer, too_large
@@ -134,6 +134,18 @@ ROUTES = (
         errors={404: NO_COLLECTION},
     ),
     ProtoRoute(
+        "POST", COLLECTION + "/reembed", rpc(SERVICE, "ReembedCollection"),
+        _core(reembed.reembed_collection), status=202, answer="task", required=("model",),
+        tag="collections",
+        errors={
+            400: "No model, a model the embedding server does not serve, the collection's "
+            "own, or one whose input window is smaller than the collection's chunks.",
+            404: NO_COLLECTION,
+            409: "The collection is being re-embedded already.",
+            413: "", 415: NOT_JSON, 503: "",
+        },
+    ),
+    ProtoRoute(
         "POST", COLLECTION + "/documents", rpc(SERVICE, "UploadDocument"),
         handler=upload_document, status=202, body_message=pb.DocumentHeader,
         tag="documents",
@@ -180,5 +192,10 @@ ROUTES = (
     ProtoRoute(
         "GET", "/api/v1/tasks/{task_id}", rpc(SERVICE, "GetTask"), _core(tasks.get_task),
         answer="task", tag="tasks", errors={404: "No such task for this tenant."},
+    ),
+    ProtoRoute(
+        "POST", "/api/v1/tasks/{task_id}/cancel", rpc(SERVICE, "CancelTask"),
+        _core(tasks.cancel_task), answer="task", tag="tasks",
+        errors={404: "No such task for this tenant.", 409: "The task has ended."},
     ),
 )  # fmt: skip

@@ -28,8 +28,9 @@ from ingestion.db import DATABASE_UNAVAILABLE, Pool, database_unavailable
 from ingestion.embedding_client import EmbeddingClient
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish
-from ingestion.jobs import decode_doc, job_fields
+from ingestion.jobs import REEMBED_STEP, decode_doc, job_fields
 from ingestion.keys import WORKER_GROUP, IngestionKeys
+from ingestion.reembedding import Reembedding
 from ingestion.settings import IngestionSettings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class IngestionWorker:
         self.client = client
         self.tokenizer = tokenizer
         self.keys = IngestionKeys(settings.key_prefix)
+        self.reembedding = Reembedding(settings, pool, redis, self.keys, client)
         self._stop = asyncio.Event()
         self.consumer = StreamConsumer(
             redis,
@@ -134,7 +136,10 @@ class IngestionWorker:
             await self._finish(entry)
             return
         try:
-            await self._ingest(fields, entry.fields[b"doc"])
+            if fields.get("kind") == REEMBED_STEP:
+                await self.reembedding.run_step(tenant, task_id)
+            else:
+                await self._ingest(fields, entry.fields[b"doc"])
         except IngestionError as exc:
             if exc.transient:
                 # Left unacknowledged: redelivered after INGESTION_CLAIM_IDLE_MS, and
@@ -189,10 +194,12 @@ class IngestionWorker:
             for c in chunks
         ]
         await store.stage_chunks(self.pool, task, staged, digest)
-        embedding = await store.get_task(self.pool, tenant, task_id)
-        if embedding is not None:
-            await publish(self.redis, self.keys, embedding)
-        await self._send(fields, collection["model"], chunks, staged)
+        # The model now: a re-embed may have switched the collection since it was read.
+        embedding = await store.embedding_model(self.pool, tenant, task_id)
+        if embedding is None:
+            return  # ended meanwhile (cancelled, its document deleted)
+        await publish(self.redis, self.keys, embedding)
+        await self._send(fields, embedding["model"], chunks, staged)
 
     async def _send(
         self,
@@ -228,6 +235,7 @@ async def run_worker(settings: IngestionSettings, stop: asyncio.Event) -> None:
     from embedpipe.redis_conn import connect as connect_redis
     from ingestion.callbacks import CallbackConsumer
     from ingestion.db import connect as connect_db
+    from ingestion.reembedding import sweep
 
     # The database may not be up yet: wait for it, but not past a stop.
     connecting = asyncio.create_task(connect_db(settings.database_url))
@@ -257,7 +265,9 @@ async def run_worker(settings: IngestionSettings, stop: asyncio.Event) -> None:
                 queue=settings.callback_queue, consumer=settings.consumer_name,
                 dead_after_ms=settings.claim_idle_ms,
             )  # fmt: skip
-            await asyncio.gather(worker.run(stop), callbacks.run(stop))
+            await asyncio.gather(
+                worker.run(stop), callbacks.run(stop), sweep(pool, redis, keys, stop)
+            )
     finally:
         await redis.aclose()
         await pool.close()

@@ -81,7 +81,10 @@ class ProtoRoute:
 
     @property
     def has_body(self) -> bool:
-        return self.method in BODY_METHODS
+        """Whether the request has a JSON body: a POST's, unless the path holds all of its
+        message (e.g. `POST /tasks/{task_id}/cancel`)."""
+        fields = {f.name for f in self.request_message.DESCRIPTOR.fields}
+        return self.method in BODY_METHODS and not fields <= set(self.path_fields)
 
     def handle(self) -> Handler:
         if self.handler is not None:

@@ -19,7 +19,7 @@ from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.upstream import CALL_TIMEOUT_S, embedding_failure
 
 
-async def _model_info(backends: Backends, model: str) -> embedding_pb.ModelInfo:
+async def model_info(backends: Backends, model: str) -> embedding_pb.ModelInfo:
     try:
         reply = await backends.embedding.ListModels(
             embedding_pb.ListModelsRequest(),
@@ -64,7 +64,7 @@ async def create_collection(
         raise invalid("model", "must be a model name")
     metadata = struct_object(request.metadata)
     check_storable(metadata, "metadata")
-    info = await _model_info(backends, model)
+    info = await model_info(backends, model)
     # Chunks must fit the model's window, with room for the special tokens it adds.
     window = max(16, info.max_input_tokens - 2)
     chunk_tokens = check_between(

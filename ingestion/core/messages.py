@@ -36,6 +36,7 @@ def collection(row: dict[str, Any]) -> pb.Collection:
         document_count=int(row.get("document_count") or 0),
         text_search_config=row["text_search_config"],
         chunk_count=row["chunk_count"],
+        **_optional(row, "reembed_task_id"),
     )
 
 
@@ -65,7 +66,8 @@ def task(row: dict[str, Any]) -> pb.Task:
         created_at=_time(row["created_at"]),
         updated_at=_time(row["updated_at"]),
         progress=progress(TaskStatus(row["status"]), row["chunks_total"], row["chunks_embedded"]),
-        **_optional(row, "content_hash", "error_code", "error_message"),
+        kind=row["kind"],
+        **_optional(row, "content_hash", "error_code", "error_message", "model"),
     )
     if row.get("finished_at") is not None:
         message.finished_at.CopyFrom(_time(row["finished_at"]))

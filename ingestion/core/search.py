@@ -20,6 +20,7 @@ from ingestion.core import messages
 from ingestion.core.backends import Backends
 from ingestion.core.checks import check_between, check_id, check_storable, invalid, not_found
 from ingestion.core.fusion import hybrid, ranked
+from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.upstream import CALL_TIMEOUT_S, embedding_failure
 
 DEFAULT_TOP_K = 5
@@ -31,6 +32,8 @@ MAX_CONDITIONS = 32
 MAX_LISTED = 1000
 MAX_KEY_LENGTH = 256
 MAX_KEY_PARTS = 16
+#: Re-embeds a search may see switch the collection under it before it gives up.
+MODEL_CHANGES = 3
 
 
 def candidates(top_k: int) -> int:
@@ -59,13 +62,23 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
         raise not_found(f"collection {request.collection_id!r}")
 
     async def by_vector(limit: int) -> tuple[str, list[dict[str, Any]]]:
-        model, query = await _embed(backends, collection["model"], request.query)
-        rows = await store.vector_search(
-            backends.pool, tenant, request.collection_id, query,
-            limit=limit, chunk_filter=chunk_filter, iterative=backends.iterative_scan,
-            collection_chunks=collection["chunk_count"],
-        )  # fmt: skip
-        return model, rows
+        model = collection["model"]
+        for _ in range(MODEL_CHANGES):
+            embedded_with, query = await _embed(backends, model, request.query)
+            try:
+                rows = await store.vector_search(
+                    backends.pool, tenant, request.collection_id, query, model=model,
+                    limit=limit, chunk_filter=chunk_filter, iterative=backends.iterative_scan,
+                    collection_chunks=collection["chunk_count"],
+                )  # fmt: skip
+            except store.ModelChangedError as changed:
+                # A re-embed switched the collection since it was read: the new model's.
+                model = changed.model
+                continue
+            return embedded_with, rows
+        raise IngestionError(
+            IngestionErrorCode.UNAVAILABLE, "the collection's model kept changing; retry"
+        )
 
     async def by_keyword(limit: int) -> list[dict[str, Any]]:
         return await store.keyword_search(

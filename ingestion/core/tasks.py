@@ -13,7 +13,8 @@ from ingestion import store
 from ingestion.core import messages
 from ingestion.core.backends import Backends
 from ingestion.core.checks import not_found
-from ingestion.events import parse_event, task_event
+from ingestion.errors import IngestionError, IngestionErrorCode
+from ingestion.events import parse_event, publish, task_event
 
 #: Seconds without an event after which the task is read again: an event lost while Redis
 #: reconnected must not leave a watcher waiting for ever.
@@ -27,6 +28,23 @@ async def get_task(
     if found is None:
         raise not_found(f"task {request.task_id!r}")
     return pb.GetTaskResponse(task=messages.task(found))
+
+
+async def cancel_task(
+    backends: Backends, tenant: str, request: pb.CancelTaskRequest
+) -> pb.CancelTaskResponse:
+    cancelled = await store.cancel_task(backends.pool, tenant, request.task_id)
+    if cancelled is None:
+        found = await store.get_task(backends.pool, tenant, request.task_id)
+        if found is None:
+            raise not_found(f"task {request.task_id!r}")
+        raise IngestionError(
+            IngestionErrorCode.FAILED_PRECONDITION,
+            f"the task has ended ({found['status']})",
+            field="task_id",
+        )
+    await publish(backends.redis, backends.keys, cancelled)
+    return pb.CancelTaskResponse(task=messages.task(cancelled))
 
 
 async def watch_task(

@@ -26,15 +26,15 @@ from embedpipe.ingestion.v1 import resources_pb2 as embedpipe_dot_ingestion_dot_
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.embedpipe/ingestion/v1/ingestion_service.proto\x12\x16\x65mbedpipe.ingestion.v1\x1a&embedpipe/ingestion/v1/resources.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xda\x02\n\x17\x43reateCollectionRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x19\n\x05model\x18\x02 \x01(\tH\x00R\x05model\x88\x01\x01\x12&\n\x0c\x63hunk_tokens\x18\x03 \x01(\x05H\x01R\x0b\x63hunkTokens\x88\x01\x01\x12*\n\x0eoverlap_tokens\x18\x04 \x01(\x05H\x02R\roverlapTokens\x88\x01\x01\x12\x33\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x31\n\x12text_search_config\x18\x06 \x01(\tH\x03R\x10textSearchConfig\x88\x01\x01\x42\x08\n\x06_modelB\x0f\n\r_chunk_tokensB\x11\n\x0f_overlap_tokensB\x15\n\x13_text_search_config\"^\n\x18\x43reateCollectionResponse\x12\x42\n\ncollection\x18\x01 \x01(\x0b\x32\".embedpipe.ingestion.v1.CollectionR\ncollection\";\n\x14GetCollectionRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\"[\n\x15GetCollectionResponse\x12\x42\n\ncollection\x18\x01 \x01(\x0b\x32\".embedpipe.ingestion.v1.CollectionR\ncollection\"g\n\x16ListCollectionsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05H\x00R\x08pageSize\x88\x01\x01\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageTokenB\x0c\n\n_page_size\"\x87\x01\n\x17ListCollectionsResponse\x12\x44\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\".embedpipe.ingestion.v1.CollectionR\x0b\x63ollections\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n\x17\x44\x65leteCollectionRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\"\x1a\n\x18\x44\x65leteCollectionResponse\"w\n\x15UploadDocumentRequest\x12@\n\x06header\x18\x01 \x01(\x0b\x32&.embedpipe.ingestion.v1.DocumentHeaderH\x00R\x06header\x12\x14\n\x04\x66ile\x18\x02 \x01(\x0cH\x00R\x04\x66ileB\x06\n\x04part\"\xa9\x02\n\x0e\x44ocumentHeader\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12$\n\x0b\x64ocument_id\x18\x02 \x01(\tH\x00R\ndocumentId\x88\x01\x01\x12\x1f\n\x08\x66ilename\x18\x03 \x01(\tH\x01R\x08\x66ilename\x88\x01\x01\x12&\n\x0c\x63ontent_type\x18\x04 \x01(\tH\x02R\x0b\x63ontentType\x88\x01\x01\x12\x33\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x17\n\x04text\x18\x06 \x01(\tH\x03R\x04text\x88\x01\x01\x42\x0e\n\x0c_document_idB\x0b\n\t_filenameB\x0f\n\r_content_typeB\x07\n\x05_text\"\x8f\x01\n\x16UploadDocumentResponse\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\x12#\n\rcollection_id\x18\x03 \x01(\tR\x0c\x63ollectionId\x12\x16\n\x06status\x18\x04 \x01(\tR\x06status\"\x8a\x01\n\x14ListDocumentsRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12 \n\tpage_size\x18\x02 \x01(\x05H\x00R\x08pageSize\x88\x01\x01\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageTokenB\x0c\n\n_page_size\"\x7f\n\x15ListDocumentsResponse\x12>\n\tdocuments\x18\x01 \x03(\x0b\x32 .embedpipe.ingestion.v1.DocumentR\tdocuments\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Z\n\x12GetDocumentRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\"S\n\x13GetDocumentResponse\x12<\n\x08\x64ocument\x18\x01 \x01(\x0b\x32 .embedpipe.ingestion.v1.DocumentR\x08\x64ocument\"]\n\x15\x44\x65leteDocumentRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\"\x18\n\x16\x44\x65leteDocumentResponse\")\n\x0eGetTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\"C\n\x0fGetTaskResponse\x12\x30\n\x04task\x18\x01 \x01(\x0b\x32\x1c.embedpipe.ingestion.v1.TaskR\x04task\"+\n\x10WatchTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\"L\n\x11WatchTaskResponse\x12\x37\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.embedpipe.ingestion.v1.TaskEventR\x05\x65vent\"\xe4\x03\n\rSearchRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x14\n\x05query\x18\x02 \x01(\tR\x05query\x12\x18\n\x05top_k\x18\x03 \x01(\x05H\x00R\x04topK\x88\x01\x01\x12/\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x66ilter\x12\x36\n\x04mode\x18\x05 \x01(\x0e\x32\".embedpipe.ingestion.v1.SearchModeR\x04mode\x12(\n\rvector_weight\x18\x06 \x01(\x01H\x01R\x0cvectorWeight\x88\x01\x01\x12*\n\x0ekeyword_weight\x18\x07 \x01(\x01H\x02R\rkeywordWeight\x88\x01\x01\x12\x18\n\x05rrf_k\x18\x08 \x01(\x05H\x03R\x04rrfK\x88\x01\x01\x12I\n\nconditions\x18\t \x03(\x0b\x32).embedpipe.ingestion.v1.MetadataConditionR\nconditions\x12!\n\x0c\x64ocument_ids\x18\n \x03(\tR\x0b\x64ocumentIdsB\x08\n\x06_top_kB\x10\n\x0e_vector_weightB\x11\n\x0f_keyword_weightB\x08\n\x06_rrf_k\"\xe5\x01\n\x11MetadataCondition\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x30\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00R\x06\x65quals\x12\x33\n\x06\x61ny_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.ListValueH\x00R\x05\x61nyOf\x12\x35\n\x05range\x18\x04 \x01(\x0b\x32\x1d.embedpipe.ingestion.v1.RangeH\x00R\x05range\x12\x18\n\x06\x65xists\x18\x05 \x01(\x08H\x00R\x06\x65xistsB\x06\n\x04test\"\xab\x01\n\x05Range\x12&\n\x02gt\x18\x01 \x01(\x0b\x32\x16.google.protobuf.ValueR\x02gt\x12(\n\x03gte\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueR\x03gte\x12&\n\x02lt\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x02lt\x12(\n\x03lte\x18\x04 \x01(\x0b\x32\x16.google.protobuf.ValueR\x03lte\"\x9e\x01\n\x0eSearchResponse\x12>\n\x07results\x18\x01 \x03(\x0b\x32$.embedpipe.ingestion.v1.SearchResultR\x07results\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x36\n\x04mode\x18\x03 \x01(\x0e\x32\".embedpipe.ingestion.v1.SearchModeR\x04mode*r\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x01\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xb5\t\n\x10IngestionService\x12u\n\x10\x43reateCollection\x12/.embedpipe.ingestion.v1.CreateCollectionRequest\x1a\x30.embedpipe.ingestion.v1.CreateCollectionResponse\x12l\n\rGetCollection\x12,.embedpipe.ingestion.v1.GetCollectionRequest\x1a-.embedpipe.ingestion.v1.GetCollectionResponse\x12r\n\x0fListCollections\x12..embedpipe.ingestion.v1.ListCollectionsRequest\x1a/.embedpipe.ingestion.v1.ListCollectionsResponse\x12u\n\x10\x44\x65leteCollection\x12/.embedpipe.ingestion.v1.DeleteCollectionRequest\x1a\x30.embedpipe.ingestion.v1.DeleteCollectionResponse\x12q\n\x0eUploadDocument\x12-.embedpipe.ingestion.v1.UploadDocumentRequest\x1a..embedpipe.ingestion.v1.UploadDocumentResponse(\x01\x12l\n\rListDocuments\x12,.embedpipe.ingestion.v1.ListDocumentsRequest\x1a-.embedpipe.ingestion.v1.ListDocumentsResponse\x12\x66\n\x0bGetDocument\x12*.embedpipe.ingestion.v1.GetDocumentRequest\x1a+.embedpipe.ingestion.v1.GetDocumentResponse\x12o\n\x0e\x44\x65leteDocument\x12-.embedpipe.ingestion.v1.DeleteDocumentRequest\x1a..embedpipe.ingestion.v1.DeleteDocumentResponse\x12Z\n\x07GetTask\x12&.embedpipe.ingestion.v1.GetTaskRequest\x1a\'.embedpipe.ingestion.v1.GetTaskResponse\x12\x62\n\tWatchTask\x12(.embedpipe.ingestion.v1.WatchTaskRequest\x1a).embedpipe.ingestion.v1.WatchTaskResponse0\x01\x12W\n\x06Search\x12%.embedpipe.ingestion.v1.SearchRequest\x1a&.embedpipe.ingestion.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.embedpipe/ingestion/v1/ingestion_service.proto\x12\x16\x65mbedpipe.ingestion.v1\x1a&embedpipe/ingestion/v1/resources.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xda\x02\n\x17\x43reateCollectionRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x19\n\x05model\x18\x02 \x01(\tH\x00R\x05model\x88\x01\x01\x12&\n\x0c\x63hunk_tokens\x18\x03 \x01(\x05H\x01R\x0b\x63hunkTokens\x88\x01\x01\x12*\n\x0eoverlap_tokens\x18\x04 \x01(\x05H\x02R\roverlapTokens\x88\x01\x01\x12\x33\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x31\n\x12text_search_config\x18\x06 \x01(\tH\x03R\x10textSearchConfig\x88\x01\x01\x42\x08\n\x06_modelB\x0f\n\r_chunk_tokensB\x11\n\x0f_overlap_tokensB\x15\n\x13_text_search_config\"^\n\x18\x43reateCollectionResponse\x12\x42\n\ncollection\x18\x01 \x01(\x0b\x32\".embedpipe.ingestion.v1.CollectionR\ncollection\";\n\x14GetCollectionRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\"[\n\x15GetCollectionResponse\x12\x42\n\ncollection\x18\x01 \x01(\x0b\x32\".embedpipe.ingestion.v1.CollectionR\ncollection\"g\n\x16ListCollectionsRequest\x12 \n\tpage_size\x18\x01 \x01(\x05H\x00R\x08pageSize\x88\x01\x01\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageTokenB\x0c\n\n_page_size\"\x87\x01\n\x17ListCollectionsResponse\x12\x44\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\".embedpipe.ingestion.v1.CollectionR\x0b\x63ollections\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n\x17\x44\x65leteCollectionRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\"\x1a\n\x18\x44\x65leteCollectionResponse\"U\n\x18ReembedCollectionRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\"M\n\x19ReembedCollectionResponse\x12\x30\n\x04task\x18\x01 \x01(\x0b\x32\x1c.embedpipe.ingestion.v1.TaskR\x04task\"w\n\x15UploadDocumentRequest\x12@\n\x06header\x18\x01 \x01(\x0b\x32&.embedpipe.ingestion.v1.DocumentHeaderH\x00R\x06header\x12\x14\n\x04\x66ile\x18\x02 \x01(\x0cH\x00R\x04\x66ileB\x06\n\x04part\"\xa9\x02\n\x0e\x44ocumentHeader\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12$\n\x0b\x64ocument_id\x18\x02 \x01(\tH\x00R\ndocumentId\x88\x01\x01\x12\x1f\n\x08\x66ilename\x18\x03 \x01(\tH\x01R\x08\x66ilename\x88\x01\x01\x12&\n\x0c\x63ontent_type\x18\x04 \x01(\tH\x02R\x0b\x63ontentType\x88\x01\x01\x12\x33\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x17\n\x04text\x18\x06 \x01(\tH\x03R\x04text\x88\x01\x01\x42\x0e\n\x0c_document_idB\x0b\n\t_filenameB\x0f\n\r_content_typeB\x07\n\x05_text\"\x8f\x01\n\x16UploadDocumentResponse\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\x12#\n\rcollection_id\x18\x03 \x01(\tR\x0c\x63ollectionId\x12\x16\n\x06status\x18\x04 \x01(\tR\x06status\"\x8a\x01\n\x14ListDocumentsRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12 \n\tpage_size\x18\x02 \x01(\x05H\x00R\x08pageSize\x88\x01\x01\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageTokenB\x0c\n\n_page_size\"\x7f\n\x15ListDocumentsResponse\x12>\n\tdocuments\x18\x01 \x03(\x0b\x32 .embedpipe.ingestion.v1.DocumentR\tdocuments\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Z\n\x12GetDocumentRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\"S\n\x13GetDocumentResponse\x12<\n\x08\x64ocument\x18\x01 \x01(\x0b\x32 .embedpipe.ingestion.v1.DocumentR\x08\x64ocument\"]\n\x15\x44\x65leteDocumentRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\"\x18\n\x16\x44\x65leteDocumentResponse\")\n\x0eGetTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\"C\n\x0fGetTaskResponse\x12\x30\n\x04task\x18\x01 \x01(\x0b\x32\x1c.embedpipe.ingestion.v1.TaskR\x04task\",\n\x11\x43\x61ncelTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\"F\n\x12\x43\x61ncelTaskResponse\x12\x30\n\x04task\x18\x01 \x01(\x0b\x32\x1c.embedpipe.ingestion.v1.TaskR\x04task\"+\n\x10WatchTaskRequest\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\"L\n\x11WatchTaskResponse\x12\x37\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.embedpipe.ingestion.v1.TaskEventR\x05\x65vent\"\xe4\x03\n\rSearchRequest\x12#\n\rcollection_id\x18\x01 \x01(\tR\x0c\x63ollectionId\x12\x14\n\x05query\x18\x02 \x01(\tR\x05query\x12\x18\n\x05top_k\x18\x03 \x01(\x05H\x00R\x04topK\x88\x01\x01\x12/\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x66ilter\x12\x36\n\x04mode\x18\x05 \x01(\x0e\x32\".embedpipe.ingestion.v1.SearchModeR\x04mode\x12(\n\rvector_weight\x18\x06 \x01(\x01H\x01R\x0cvectorWeight\x88\x01\x01\x12*\n\x0ekeyword_weight\x18\x07 \x01(\x01H\x02R\rkeywordWeight\x88\x01\x01\x12\x18\n\x05rrf_k\x18\x08 \x01(\x05H\x03R\x04rrfK\x88\x01\x01\x12I\n\nconditions\x18\t \x03(\x0b\x32).embedpipe.ingestion.v1.MetadataConditionR\nconditions\x12!\n\x0c\x64ocument_ids\x18\n \x03(\tR\x0b\x64ocumentIdsB\x08\n\x06_top_kB\x10\n\x0e_vector_weightB\x11\n\x0f_keyword_weightB\x08\n\x06_rrf_k\"\xe5\x01\n\x11MetadataCondition\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x30\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00R\x06\x65quals\x12\x33\n\x06\x61ny_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.ListValueH\x00R\x05\x61nyOf\x12\x35\n\x05range\x18\x04 \x01(\x0b\x32\x1d.embedpipe.ingestion.v1.RangeH\x00R\x05range\x12\x18\n\x06\x65xists\x18\x05 \x01(\x08H\x00R\x06\x65xistsB\x06\n\x04test\"\xab\x01\n\x05Range\x12&\n\x02gt\x18\x01 \x01(\x0b\x32\x16.google.protobuf.ValueR\x02gt\x12(\n\x03gte\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueR\x03gte\x12&\n\x02lt\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x02lt\x12(\n\x03lte\x18\x04 \x01(\x0b\x32\x16.google.protobuf.ValueR\x03lte\"\x9e\x01\n\x0eSearchResponse\x12>\n\x07results\x18\x01 \x03(\x0b\x32$.embedpipe.ingestion.v1.SearchResultR\x07results\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x36\n\x04mode\x18\x03 \x01(\x0e\x32\".embedpipe.ingestion.v1.SearchModeR\x04mode*r\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x01\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\x94\x0b\n\x10IngestionService\x12u\n\x10\x43reateCollection\x12/.embedpipe.ingestion.v1.CreateCollectionRequest\x1a\x30.embedpipe.ingestion.v1.CreateCollectionResponse\x12l\n\rGetCollection\x12,.embedpipe.ingestion.v1.GetCollectionRequest\x1a-.embedpipe.ingestion.v1.GetCollectionResponse\x12r\n\x0fListCollections\x12..embedpipe.ingestion.v1.ListCollectionsRequest\x1a/.embedpipe.ingestion.v1.ListCollectionsResponse\x12u\n\x10\x44\x65leteCollection\x12/.embedpipe.ingestion.v1.DeleteCollectionRequest\x1a\x30.embedpipe.ingestion.v1.DeleteCollectionResponse\x12x\n\x11ReembedCollection\x12\x30.embedpipe.ingestion.v1.ReembedCollectionRequest\x1a\x31.embedpipe.ingestion.v1.ReembedCollectionResponse\x12q\n\x0eUploadDocument\x12-.embedpipe.ingestion.v1.UploadDocumentRequest\x1a..embedpipe.ingestion.v1.UploadDocumentResponse(\x01\x12l\n\rListDocuments\x12,.embedpipe.ingestion.v1.ListDocumentsRequest\x1a-.embedpipe.ingestion.v1.ListDocumentsResponse\x12\x66\n\x0bGetDocument\x12*.embedpipe.ingestion.v1.GetDocumentRequest\x1a+.embedpipe.ingestion.v1.GetDocumentResponse\x12o\n\x0e\x44\x65leteDocument\x12-.embedpipe.ingestion.v1.DeleteDocumentRequest\x1a..embedpipe.ingestion.v1.DeleteDocumentResponse\x12Z\n\x07GetTask\x12&.embedpipe.ingestion.v1.GetTaskRequest\x1a\'.embedpipe.ingestion.v1.GetTaskResponse\x12\x63\n\nCancelTask\x12).embedpipe.ingestion.v1.CancelTaskRequest\x1a*.embedpipe.ingestion.v1.CancelTaskResponse\x12\x62\n\tWatchTask\x12(.embedpipe.ingestion.v1.WatchTaskRequest\x1a).embedpipe.ingestion.v1.WatchTaskResponse0\x01\x12W\n\x06Search\x12%.embedpipe.ingestion.v1.SearchRequest\x1a&.embedpipe.ingestion.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'embedpipe.ingestion.v1.ingestion_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHMODE']._serialized_start=3502
-  _globals['_SEARCHMODE']._serialized_end=3616
+  _globals['_SEARCHMODE']._serialized_start=3786
+  _globals['_SEARCHMODE']._serialized_end=3900
   _globals['_CREATECOLLECTIONREQUEST']._serialized_start=145
   _globals['_CREATECOLLECTIONREQUEST']._serialized_end=491
   _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=493
@@ -51,40 +51,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1048
   _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1050
   _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1076
-  _globals['_UPLOADDOCUMENTREQUEST']._serialized_start=1078
-  _globals['_UPLOADDOCUMENTREQUEST']._serialized_end=1197
-  _globals['_DOCUMENTHEADER']._serialized_start=1200
-  _globals['_DOCUMENTHEADER']._serialized_end=1497
-  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_start=1500
-  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_end=1643
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1646
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1784
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1786
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1913
-  _globals['_GETDOCUMENTREQUEST']._serialized_start=1915
-  _globals['_GETDOCUMENTREQUEST']._serialized_end=2005
-  _globals['_GETDOCUMENTRESPONSE']._serialized_start=2007
-  _globals['_GETDOCUMENTRESPONSE']._serialized_end=2090
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=2092
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=2185
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=2187
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=2211
-  _globals['_GETTASKREQUEST']._serialized_start=2213
-  _globals['_GETTASKREQUEST']._serialized_end=2254
-  _globals['_GETTASKRESPONSE']._serialized_start=2256
-  _globals['_GETTASKRESPONSE']._serialized_end=2323
-  _globals['_WATCHTASKREQUEST']._serialized_start=2325
-  _globals['_WATCHTASKREQUEST']._serialized_end=2368
-  _globals['_WATCHTASKRESPONSE']._serialized_start=2370
-  _globals['_WATCHTASKRESPONSE']._serialized_end=2446
-  _globals['_SEARCHREQUEST']._serialized_start=2449
-  _globals['_SEARCHREQUEST']._serialized_end=2933
-  _globals['_METADATACONDITION']._serialized_start=2936
-  _globals['_METADATACONDITION']._serialized_end=3165
-  _globals['_RANGE']._serialized_start=3168
-  _globals['_RANGE']._serialized_end=3339
-  _globals['_SEARCHRESPONSE']._serialized_start=3342
-  _globals['_SEARCHRESPONSE']._serialized_end=3500
-  _globals['_INGESTIONSERVICE']._serialized_start=3619
-  _globals['_INGESTIONSERVICE']._serialized_end=4824
+  _globals['_REEMBEDCOLLECTIONREQUEST']._serialized_start=1078
+  _globals['_REEMBEDCOLLECTIONREQUEST']._serialized_end=1163
+  _globals['_REEMBEDCOLLECTIONRESPONSE']._serialized_start=1165
+  _globals['_REEMBEDCOLLECTIONRESPONSE']._serialized_end=1242
+  _globals['_UPLOADDOCUMENTREQUEST']._serialized_start=1244
+  _globals['_UPLOADDOCUMENTREQUEST']._serialized_end=1363
+  _globals['_DOCUMENTHEADER']._serialized_start=1366
+  _globals['_DOCUMENTHEADER']._serialized_end=1663
+  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_start=1666
+  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_end=1809
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1812
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1950
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1952
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=2079
+  _globals['_GETDOCUMENTREQUEST']._serialized_start=2081
+  _globals['_GETDOCUMENTREQUEST']._serialized_end=2171
+  _globals['_GETDOCUMENTRESPONSE']._serialized_start=2173
+  _globals['_GETDOCUMENTRESPONSE']._serialized_end=2256
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=2258
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=2351
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=2353
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=2377
+  _globals['_GETTASKREQUEST']._serialized_start=2379
+  _globals['_GETTASKREQUEST']._serialized_end=2420
+  _globals['_GETTASKRESPONSE']._serialized_start=2422
+  _globals['_GETTASKRESPONSE']._serialized_end=2489
+  _globals['_CANCELTASKREQUEST']._serialized_start=2491
+  _globals['_CANCELTASKREQUEST']._serialized_end=2535
+  _globals['_CANCELTASKRESPONSE']._serialized_start=2537
+  _globals['_CANCELTASKRESPONSE']._serialized_end=2607
+  _globals['_WATCHTASKREQUEST']._serialized_start=2609
+  _globals['_WATCHTASKREQUEST']._serialized_end=2652
+  _globals['_WATCHTASKRESPONSE']._serialized_start=2654
+  _globals['_WATCHTASKRESPONSE']._serialized_end=2730
+  _globals['_SEARCHREQUEST']._serialized_start=2733
+  _globals['_SEARCHREQUEST']._serialized_end=3217
+  _globals['_METADATACONDITION']._serialized_start=3220
+  _globals['_METADATACONDITION']._serialized_end=3449
+  _globals['_RANGE']._serialized_start=3452
+  _globals['_RANGE']._serialized_end=3623
+  _globals['_SEARCHRESPONSE']._serialized_start=3626
+  _globals['_SEARCHRESPONSE']._serialized_end=3784
+  _globals['_INGESTIONSERVICE']._serialized_start=3903
+  _globals['_INGESTIONSERVICE']._serialized_end=5331
 # @@protoc_insertion_point(module_scope)

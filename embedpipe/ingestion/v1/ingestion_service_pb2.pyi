@@ -80,6 +80,20 @@ class DeleteCollectionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ReembedCollectionRequest(_message.Message):
+    __slots__ = ("collection_id", "model")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    collection_id: str
+    model: str
+    def __init__(self, collection_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ReembedCollectionResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _resources_pb2.Task
+    def __init__(self, task: _Optional[_Union[_resources_pb2.Task, _Mapping]] = ...) -> None: ...
+
 class UploadDocumentRequest(_message.Message):
     __slots__ = ("header", "file")
     HEADER_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +181,18 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class GetTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _resources_pb2.Task
+    def __init__(self, task: _Optional[_Union[_resources_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class CancelTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class CancelTaskResponse(_message.Message):
     __slots__ = ("task",)
     TASK_FIELD_NUMBER: _ClassVar[int]
     task: _resources_pb2.Task

@@ -60,6 +60,11 @@ class IngestionServiceStub:
                 request_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteCollectionRequest.SerializeToString,
                 response_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteCollectionResponse.FromString,
                 _registered_method=True)
+        self.ReembedCollection = channel.unary_unary(
+                '/embedpipe.ingestion.v1.IngestionService/ReembedCollection',
+                request_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ReembedCollectionRequest.SerializeToString,
+                response_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ReembedCollectionResponse.FromString,
+                _registered_method=True)
         self.UploadDocument = channel.stream_unary(
                 '/embedpipe.ingestion.v1.IngestionService/UploadDocument',
                 request_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UploadDocumentRequest.SerializeToString,
@@ -84,6 +89,11 @@ class IngestionServiceStub:
                 '/embedpipe.ingestion.v1.IngestionService/GetTask',
                 request_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetTaskRequest.SerializeToString,
                 response_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetTaskResponse.FromString,
+                _registered_method=True)
+        self.CancelTask = channel.unary_unary(
+                '/embedpipe.ingestion.v1.IngestionService/CancelTask',
+                request_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.CancelTaskRequest.SerializeToString,
+                response_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
         self.WatchTask = channel.unary_stream(
                 '/embedpipe.ingestion.v1.IngestionService/WatchTask',
@@ -136,6 +146,21 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReembedCollection(self, request, context):
+        """Embed every chunk of a collection again, with another model, without downtime;
+        answered with the re-embed's task (follow it with WatchTask).
+
+        Search keeps reading the current vectors until every chunk has its new one; then the
+        collection switches to the new model at once (a search reads one model's vectors,
+        never a mix) and the old vectors are deleted. Documents uploaded meanwhile are
+        embedded with the new model too. A failed or cancelled (CancelTask) re-embed leaves
+        the collection as it was. FAILED_PRECONDITION (HTTP 409) while another re-embed of
+        the collection runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UploadDocument(self, request_iterator, context):
         """Upload a document; answered with its task once its text is read.
 
@@ -173,6 +198,15 @@ class IngestionServiceServicer:
 
     def GetTask(self, request, context):
         """A task: status, progress, chunk counts, times, error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTask(self, request, context):
+        """Cancel an unfinished task: an upload's document stays at its searchable version; a
+        re-embed's new vectors are dropped and the collection keeps its model.
+        FAILED_PRECONDITION (HTTP 409) when the task has ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -219,6 +253,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     request_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteCollectionRequest.FromString,
                     response_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteCollectionResponse.SerializeToString,
             ),
+            'ReembedCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReembedCollection,
+                    request_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ReembedCollectionRequest.FromString,
+                    response_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ReembedCollectionResponse.SerializeToString,
+            ),
             'UploadDocument': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadDocument,
                     request_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UploadDocumentRequest.FromString,
@@ -243,6 +282,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.GetTask,
                     request_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetTaskRequest.FromString,
                     response_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'CancelTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTask,
+                    request_deserializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.CancelTaskRequest.FromString,
+                    response_serializer=embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.CancelTaskResponse.SerializeToString,
             ),
             'WatchTask': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTask,
@@ -380,6 +424,33 @@ class IngestionService:
             _registered_method=True)
 
     @staticmethod
+    def ReembedCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedpipe.ingestion.v1.IngestionService/ReembedCollection',
+            embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ReembedCollectionRequest.SerializeToString,
+            embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.ReembedCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def UploadDocument(request_iterator,
             target,
             options=(),
@@ -504,6 +575,33 @@ class IngestionService:
             '/embedpipe.ingestion.v1.IngestionService/GetTask',
             embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetTaskRequest.SerializeToString,
             embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedpipe.ingestion.v1.IngestionService/CancelTask',
+            embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.CancelTaskRequest.SerializeToString,
+            embedpipe_dot_ingestion_dot_v1_dot_ingestion__service__pb2.CancelTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

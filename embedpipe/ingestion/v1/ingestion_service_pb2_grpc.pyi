@@ -50,6 +50,17 @@ class IngestionServiceStub:
     """The tenant's collections by id, with their document counts, a page at a time."""
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.DeleteCollectionRequest, _ingestion_service_pb2.DeleteCollectionResponse]
     """Delete a collection with all its documents, chunks, vectors and tasks."""
+    ReembedCollection: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.ReembedCollectionRequest, _ingestion_service_pb2.ReembedCollectionResponse]
+    """Embed every chunk of a collection again, with another model, without downtime;
+    answered with the re-embed's task (follow it with WatchTask).
+
+    Search keeps reading the current vectors until every chunk has its new one; then the
+    collection switches to the new model at once (a search reads one model's vectors,
+    never a mix) and the old vectors are deleted. Documents uploaded meanwhile are
+    embedded with the new model too. A failed or cancelled (CancelTask) re-embed leaves
+    the collection as it was. FAILED_PRECONDITION (HTTP 409) while another re-embed of
+    the collection runs.
+    """
     UploadDocument: _grpc.StreamUnaryMultiCallable[_ingestion_service_pb2.UploadDocumentRequest, _ingestion_service_pb2.UploadDocumentResponse]
     """Upload a document; answered with its task once its text is read.
 
@@ -68,6 +79,11 @@ class IngestionServiceStub:
     """Delete a document with its chunks and vectors; its unfinished tasks fail."""
     GetTask: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetTaskRequest, _ingestion_service_pb2.GetTaskResponse]
     """A task: status, progress, chunk counts, times, error."""
+    CancelTask: _grpc.UnaryUnaryMultiCallable[_ingestion_service_pb2.CancelTaskRequest, _ingestion_service_pb2.CancelTaskResponse]
+    """Cancel an unfinished task: an upload's document stays at its searchable version; a
+    re-embed's new vectors are dropped and the collection keeps its model.
+    FAILED_PRECONDITION (HTTP 409) when the task has ended.
+    """
     WatchTask: _grpc.UnaryStreamMultiCallable[_ingestion_service_pb2.WatchTaskRequest, _ingestion_service_pb2.WatchTaskResponse]
     """A task's state now, then every change until its final status, when the stream ends.
 
@@ -101,6 +117,17 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """The tenant's collections by id, with their document counts, a page at a time."""
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.DeleteCollectionRequest, _ingestion_service_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
     """Delete a collection with all its documents, chunks, vectors and tasks."""
+    ReembedCollection: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.ReembedCollectionRequest, _ingestion_service_pb2.ReembedCollectionResponse]  # type: ignore[assignment]
+    """Embed every chunk of a collection again, with another model, without downtime;
+    answered with the re-embed's task (follow it with WatchTask).
+
+    Search keeps reading the current vectors until every chunk has its new one; then the
+    collection switches to the new model at once (a search reads one model's vectors,
+    never a mix) and the old vectors are deleted. Documents uploaded meanwhile are
+    embedded with the new model too. A failed or cancelled (CancelTask) re-embed leaves
+    the collection as it was. FAILED_PRECONDITION (HTTP 409) while another re-embed of
+    the collection runs.
+    """
     UploadDocument: _aio.StreamUnaryMultiCallable[_ingestion_service_pb2.UploadDocumentRequest, _ingestion_service_pb2.UploadDocumentResponse]  # type: ignore[assignment]
     """Upload a document; answered with its task once its text is read.
 
@@ -119,6 +146,11 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """Delete a document with its chunks and vectors; its unfinished tasks fail."""
     GetTask: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.GetTaskRequest, _ingestion_service_pb2.GetTaskResponse]  # type: ignore[assignment]
     """A task: status, progress, chunk counts, times, error."""
+    CancelTask: _aio.UnaryUnaryMultiCallable[_ingestion_service_pb2.CancelTaskRequest, _ingestion_service_pb2.CancelTaskResponse]  # type: ignore[assignment]
+    """Cancel an unfinished task: an upload's document stays at its searchable version; a
+    re-embed's new vectors are dropped and the collection keeps its model.
+    FAILED_PRECONDITION (HTTP 409) when the task has ended.
+    """
     WatchTask: _aio.UnaryStreamMultiCallable[_ingestion_service_pb2.WatchTaskRequest, _ingestion_service_pb2.WatchTaskResponse]  # type: ignore[assignment]
     """A task's state now, then every change until its final status, when the stream ends.
 
@@ -175,6 +207,23 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Delete a collection with all its documents, chunks, vectors and tasks."""
 
     @_abc_1.abstractmethod
+    def ReembedCollection(
+        self,
+        request: _ingestion_service_pb2.ReembedCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_service_pb2.ReembedCollectionResponse, _abc.Awaitable[_ingestion_service_pb2.ReembedCollectionResponse]]:
+        """Embed every chunk of a collection again, with another model, without downtime;
+        answered with the re-embed's task (follow it with WatchTask).
+
+        Search keeps reading the current vectors until every chunk has its new one; then the
+        collection switches to the new model at once (a search reads one model's vectors,
+        never a mix) and the old vectors are deleted. Documents uploaded meanwhile are
+        embedded with the new model too. A failed or cancelled (CancelTask) re-embed leaves
+        the collection as it was. FAILED_PRECONDITION (HTTP 409) while another re-embed of
+        the collection runs.
+        """
+
+    @_abc_1.abstractmethod
     def UploadDocument(
         self,
         request_iterator: _MaybeAsyncIterator[_ingestion_service_pb2.UploadDocumentRequest],
@@ -221,6 +270,17 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_service_pb2.GetTaskResponse, _abc.Awaitable[_ingestion_service_pb2.GetTaskResponse]]:
         """A task: status, progress, chunk counts, times, error."""
+
+    @_abc_1.abstractmethod
+    def CancelTask(
+        self,
+        request: _ingestion_service_pb2.CancelTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_service_pb2.CancelTaskResponse, _abc.Awaitable[_ingestion_service_pb2.CancelTaskResponse]]:
+        """Cancel an unfinished task: an upload's document stays at its searchable version; a
+        re-embed's new vectors are dropped and the collection keeps its model.
+        FAILED_PRECONDITION (HTTP 409) when the task has ended.
+        """
 
     @_abc_1.abstractmethod
     def WatchTask(

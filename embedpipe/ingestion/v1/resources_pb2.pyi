@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Collection(_message.Message):
-    __slots__ = ("tenant_id", "collection_id", "model", "dimensions", "chunk_tokens", "overlap_tokens", "metadata", "created_at", "document_count", "text_search_config", "chunk_count")
+    __slots__ = ("tenant_id", "collection_id", "model", "dimensions", "chunk_tokens", "overlap_tokens", "metadata", "created_at", "document_count", "text_search_config", "chunk_count", "reembed_task_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class Collection(_message.Message):
     DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     TEXT_SEARCH_CONFIG_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REEMBED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     collection_id: str
     model: str
@@ -33,7 +34,8 @@ class Collection(_message.Message):
     document_count: int
     text_search_config: str
     chunk_count: int
-    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_count: _Optional[int] = ..., text_search_config: _Optional[str] = ..., chunk_count: _Optional[int] = ...) -> None: ...
+    reembed_task_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_count: _Optional[int] = ..., text_search_config: _Optional[str] = ..., chunk_count: _Optional[int] = ..., reembed_task_id: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
     __slots__ = ("tenant_id", "collection_id", "document_id", "filename", "content_type", "content_hash", "metadata", "status", "chunk_count", "current_task_id", "created_at", "updated_at")
@@ -64,7 +66,7 @@ class Document(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_id: _Optional[str] = ..., filename: _Optional[str] = ..., content_type: _Optional[str] = ..., content_hash: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[str] = ..., chunk_count: _Optional[int] = ..., current_task_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("tenant_id", "task_id", "collection_id", "document_id", "status", "chunks_total", "chunks_embedded", "content_hash", "error_code", "error_message", "created_at", "updated_at", "finished_at", "progress")
+    __slots__ = ("tenant_id", "task_id", "collection_id", "document_id", "status", "chunks_total", "chunks_embedded", "content_hash", "error_code", "error_message", "created_at", "updated_at", "finished_at", "progress", "kind", "model")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +81,8 @@ class Task(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     task_id: str
     collection_id: str
@@ -93,7 +97,9 @@ class Task(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     progress: int
-    def __init__(self, tenant_id: _Optional[str] = ..., task_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_id: _Optional[str] = ..., status: _Optional[str] = ..., chunks_total: _Optional[int] = ..., chunks_embedded: _Optional[int] = ..., content_hash: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[int] = ...) -> None: ...
+    kind: str
+    model: str
+    def __init__(self, tenant_id: _Optional[str] = ..., task_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_id: _Optional[str] = ..., status: _Optional[str] = ..., chunks_total: _Optional[int] = ..., chunks_embedded: _Optional[int] = ..., content_hash: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[int] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
     __slots__ = ("task_id", "collection_id", "document_id", "status", "progress", "chunks_total", "chunks_embedded", "error_code", "error_message")

@@ -38,6 +38,13 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
     end
     add_message "embedpipe.ingestion.v1.DeleteCollectionResponse" do
     end
+    add_message "embedpipe.ingestion.v1.ReembedCollectionRequest" do
+      optional :collection_id, :string, 1, json_name: "collectionId"
+      optional :model, :string, 2, json_name: "model"
+    end
+    add_message "embedpipe.ingestion.v1.ReembedCollectionResponse" do
+      optional :task, :message, 1, "embedpipe.ingestion.v1.Task", json_name: "task"
+    end
     add_message "embedpipe.ingestion.v1.UploadDocumentRequest" do
       oneof :part do
         optional :header, :message, 1, "embedpipe.ingestion.v1.DocumentHeader", json_name: "header"
@@ -84,6 +91,12 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :task_id, :string, 1, json_name: "taskId"
     end
     add_message "embedpipe.ingestion.v1.GetTaskResponse" do
+      optional :task, :message, 1, "embedpipe.ingestion.v1.Task", json_name: "task"
+    end
+    add_message "embedpipe.ingestion.v1.CancelTaskRequest" do
+      optional :task_id, :string, 1, json_name: "taskId"
+    end
+    add_message "embedpipe.ingestion.v1.CancelTaskResponse" do
       optional :task, :message, 1, "embedpipe.ingestion.v1.Task", json_name: "task"
     end
     add_message "embedpipe.ingestion.v1.WatchTaskRequest" do
@@ -144,6 +157,8 @@ module Embedpipe
       ListCollectionsResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.ListCollectionsResponse").msgclass
       DeleteCollectionRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.DeleteCollectionRequest").msgclass
       DeleteCollectionResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.DeleteCollectionResponse").msgclass
+      ReembedCollectionRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.ReembedCollectionRequest").msgclass
+      ReembedCollectionResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.ReembedCollectionResponse").msgclass
       UploadDocumentRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.UploadDocumentRequest").msgclass
       DocumentHeader = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.DocumentHeader").msgclass
       UploadDocumentResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.UploadDocumentResponse").msgclass
@@ -155,6 +170,8 @@ module Embedpipe
       DeleteDocumentResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.DeleteDocumentResponse").msgclass
       GetTaskRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.GetTaskRequest").msgclass
       GetTaskResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.GetTaskResponse").msgclass
+      CancelTaskRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.CancelTaskRequest").msgclass
+      CancelTaskResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.CancelTaskResponse").msgclass
       WatchTaskRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.WatchTaskRequest").msgclass
       WatchTaskResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.WatchTaskResponse").msgclass
       SearchRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("embedpipe.ingestion.v1.SearchRequest").msgclass

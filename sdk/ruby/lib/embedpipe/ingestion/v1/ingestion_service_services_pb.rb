@@ -32,6 +32,16 @@ module Embedpipe
           rpc :ListCollections, ::Embedpipe::Ingestion::V1::ListCollectionsRequest, ::Embedpipe::Ingestion::V1::ListCollectionsResponse
           # Delete a collection with all its documents, chunks, vectors and tasks.
           rpc :DeleteCollection, ::Embedpipe::Ingestion::V1::DeleteCollectionRequest, ::Embedpipe::Ingestion::V1::DeleteCollectionResponse
+          # Embed every chunk of a collection again, with another model, without downtime;
+          # answered with the re-embed's task (follow it with WatchTask).
+          #
+          # Search keeps reading the current vectors until every chunk has its new one; then the
+          # collection switches to the new model at once (a search reads one model's vectors,
+          # never a mix) and the old vectors are deleted. Documents uploaded meanwhile are
+          # embedded with the new model too. A failed or cancelled (CancelTask) re-embed leaves
+          # the collection as it was. FAILED_PRECONDITION (HTTP 409) while another re-embed of
+          # the collection runs.
+          rpc :ReembedCollection, ::Embedpipe::Ingestion::V1::ReembedCollectionRequest, ::Embedpipe::Ingestion::V1::ReembedCollectionResponse
           # Upload a document; answered with its task once its text is read.
           #
           # The format is checked and the text extracted before the answer, so an unsupported
@@ -49,6 +59,10 @@ module Embedpipe
           rpc :DeleteDocument, ::Embedpipe::Ingestion::V1::DeleteDocumentRequest, ::Embedpipe::Ingestion::V1::DeleteDocumentResponse
           # A task: status, progress, chunk counts, times, error.
           rpc :GetTask, ::Embedpipe::Ingestion::V1::GetTaskRequest, ::Embedpipe::Ingestion::V1::GetTaskResponse
+          # Cancel an unfinished task: an upload's document stays at its searchable version; a
+          # re-embed's new vectors are dropped and the collection keeps its model.
+          # FAILED_PRECONDITION (HTTP 409) when the task has ended.
+          rpc :CancelTask, ::Embedpipe::Ingestion::V1::CancelTaskRequest, ::Embedpipe::Ingestion::V1::CancelTaskResponse
           # A task's state now, then every change until its final status, when the stream ends.
           #
           # Changes come from whichever replica of the service or worker made them.

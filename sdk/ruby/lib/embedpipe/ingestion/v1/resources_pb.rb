@@ -20,6 +20,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :document_count, :int32, 9, json_name: "documentCount"
       optional :text_search_config, :string, 10, json_name: "textSearchConfig"
       optional :chunk_count, :int32, 11, json_name: "chunkCount"
+      proto3_optional :reembed_task_id, :string, 12, json_name: "reembedTaskId"
     end
     add_message "embedpipe.ingestion.v1.Document" do
       optional :tenant_id, :string, 1, json_name: "tenantId"
@@ -50,6 +51,8 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :updated_at, :message, 12, "google.protobuf.Timestamp", json_name: "updatedAt"
       proto3_optional :finished_at, :message, 13, "google.protobuf.Timestamp", json_name: "finishedAt"
       optional :progress, :int32, 14, json_name: "progress"
+      optional :kind, :string, 15, json_name: "kind"
+      proto3_optional :model, :string, 16, json_name: "model"
     end
     add_message "embedpipe.ingestion.v1.TaskEvent" do
       optional :task_id, :string, 1, json_name: "taskId"

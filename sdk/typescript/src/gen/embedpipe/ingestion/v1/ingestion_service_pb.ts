@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file embedpipe/ingestion/v1/ingestion_service.proto.
  */
 export const file_embedpipe_ingestion_v1_ingestion_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci5lbWJlZHBpcGUvaW5nZXN0aW9uL3YxL2luZ2VzdGlvbl9zZXJ2aWNlLnByb3RvEhZlbWJlZHBpcGUuaW5nZXN0aW9uLnYxIo0CChdDcmVhdGVDb2xsZWN0aW9uUmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhIKBW1vZGVsGAIgASgJSACIAQESGQoMY2h1bmtfdG9rZW5zGAMgASgFSAGIAQESGwoOb3ZlcmxhcF90b2tlbnMYBCABKAVIAogBARIpCghtZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoSdGV4dF9zZWFyY2hfY29uZmlnGAYgASgJSAOIAQFCCAoGX21vZGVsQg8KDV9jaHVua190b2tlbnNCEQoPX292ZXJsYXBfdG9rZW5zQhUKE190ZXh0X3NlYXJjaF9jb25maWciUgoYQ3JlYXRlQ29sbGVjdGlvblJlc3BvbnNlEjYKCmNvbGxlY3Rpb24YASABKAsyIi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNvbGxlY3Rpb24iLQoUR2V0Q29sbGVjdGlvblJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSJPChVHZXRDb2xsZWN0aW9uUmVzcG9uc2USNgoKY29sbGVjdGlvbhgBIAEoCzIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ29sbGVjdGlvbiJSChZMaXN0Q29sbGVjdGlvbnNSZXF1ZXN0EhYKCXBhZ2Vfc2l6ZRgBIAEoBUgAiAEBEhIKCnBhZ2VfdG9rZW4YAiABKAlCDAoKX3BhZ2Vfc2l6ZSJrChdMaXN0Q29sbGVjdGlvbnNSZXNwb25zZRI3Cgtjb2xsZWN0aW9ucxgBIAMoCzIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ29sbGVjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoXRGVsZXRlQ29sbGVjdGlvblJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSIaChhEZWxldGVDb2xsZWN0aW9uUmVzcG9uc2UiaQoVVXBsb2FkRG9jdW1lbnRSZXF1ZXN0EjgKBmhlYWRlchgBIAEoCzImLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRG9jdW1lbnRIZWFkZXJIABIOCgRmaWxlGAIgASgMSABCBgoEcGFydCLoAQoORG9jdW1lbnRIZWFkZXISFQoNY29sbGVjdGlvbl9pZBgBIAEoCRIYCgtkb2N1bWVudF9pZBgCIAEoCUgAiAEBEhUKCGZpbGVuYW1lGAMgASgJSAGIAQESGQoMY29udGVudF90eXBlGAQgASgJSAKIAQESKQoIbWV0YWRhdGEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKBHRleHQYBiABKAlIA4gBAUIOCgxfZG9jdW1lbnRfaWRCCwoJX2ZpbGVuYW1lQg8KDV9jb250ZW50X3R5cGVCBwoFX3RleHQiZQoWVXBsb2FkRG9jdW1lbnRSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhMKC2RvY3VtZW50X2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSDgoGc3RhdHVzGAQgASgJImcKFExpc3REb2N1bWVudHNSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSFgoJcGFnZV9zaXplGAIgASgFSACIAQESEgoKcGFnZV90b2tlbhgDIAEoCUIMCgpfcGFnZV9zaXplImUKFUxpc3REb2N1bWVudHNSZXNwb25zZRIzCglkb2N1bWVudHMYASADKAsyIC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRvY3VtZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJAChJHZXREb2N1bWVudFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRITCgtkb2N1bWVudF9pZBgCIAEoCSJJChNHZXREb2N1bWVudFJlc3BvbnNlEjIKCGRvY3VtZW50GAEgASgLMiAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5Eb2N1bWVudCJDChVEZWxldGVEb2N1bWVudFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRITCgtkb2N1bWVudF9pZBgCIAEoCSIYChZEZWxldGVEb2N1bWVudFJlc3BvbnNlIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiPQoPR2V0VGFza1Jlc3BvbnNlEioKBHRhc2sYASABKAsyHC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlRhc2siIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIkUKEVdhdGNoVGFza1Jlc3BvbnNlEjAKBWV2ZW50GAEgASgLMiEuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5UYXNrRXZlbnQi/wIKDVNlYXJjaFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRINCgVxdWVyeRgCIAEoCRISCgV0b3BfaxgDIAEoBUgAiAEBEicKBmZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoEbW9kZRgFIAEoDjIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoTW9kZRIaCg12ZWN0b3Jfd2VpZ2h0GAYgASgBSAGIAQESGwoOa2V5d29yZF93ZWlnaHQYByABKAFIAogBARISCgVycmZfaxgIIAEoBUgDiAEBEj0KCmNvbmRpdGlvbnMYCSADKAsyKS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLk1ldGFkYXRhQ29uZGl0aW9uEhQKDGRvY3VtZW50X2lkcxgKIAMoCUIICgZfdG9wX2tCEAoOX3ZlY3Rvcl93ZWlnaHRCEQoPX2tleXdvcmRfd2VpZ2h0QggKBl9ycmZfayLCAQoRTWV0YWRhdGFDb25kaXRpb24SCwoDa2V5GAEgASgJEigKBmVxdWFscxgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEiwKBmFueV9vZhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVIABIuCgVyYW5nZRgEIAEoCzIdLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuUmFuZ2VIABIQCgZleGlzdHMYBSABKAhIAEIGCgR0ZXN0IpkBCgVSYW5nZRIiCgJndBgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIjCgNndGUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSIgoCbHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSIwoDbHRlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIogBCg5TZWFyY2hSZXNwb25zZRI1CgdyZXN1bHRzGAEgAygLMiQuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5TZWFyY2hSZXN1bHQSDQoFbW9kZWwYAiABKAkSMAoEbW9kZRgDIAEoDjIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoTW9kZSpyCgpTZWFyY2hNb2RlEhsKF1NFQVJDSF9NT0RFX1VOU1BFQ0lGSUVEEAASFgoSU0VBUkNIX01PREVfVkVDVE9SEAESFwoTU0VBUkNIX01PREVfS0VZV09SRBACEhYKElNFQVJDSF9NT0RFX0hZQlJJRBADMrUJChBJbmdlc3Rpb25TZXJ2aWNlEnUKEENyZWF0ZUNvbGxlY3Rpb24SLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNyZWF0ZUNvbGxlY3Rpb25SZXF1ZXN0GjAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5DcmVhdGVDb2xsZWN0aW9uUmVzcG9uc2USbAoNR2V0Q29sbGVjdGlvbhIsLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0Q29sbGVjdGlvblJlcXVlc3QaLS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldENvbGxlY3Rpb25SZXNwb25zZRJyCg9MaXN0Q29sbGVjdGlvbnMSLi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QaLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3RDb2xsZWN0aW9uc1Jlc3BvbnNlEnUKEERlbGV0ZUNvbGxlY3Rpb24SLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRlbGV0ZUNvbGxlY3Rpb25SZXF1ZXN0GjAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5EZWxldGVDb2xsZWN0aW9uUmVzcG9uc2UScQoOVXBsb2FkRG9jdW1lbnQSLS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlVwbG9hZERvY3VtZW50UmVxdWVzdBouLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuVXBsb2FkRG9jdW1lbnRSZXNwb25zZSgBEmwKDUxpc3REb2N1bWVudHMSLC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3REb2N1bWVudHNSZXF1ZXN0Gi0uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5MaXN0RG9jdW1lbnRzUmVzcG9uc2USZgoLR2V0RG9jdW1lbnQSKi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldERvY3VtZW50UmVxdWVzdBorLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0RG9jdW1lbnRSZXNwb25zZRJvCg5EZWxldGVEb2N1bWVudBItLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRGVsZXRlRG9jdW1lbnRSZXF1ZXN0Gi4uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5EZWxldGVEb2N1bWVudFJlc3BvbnNlEloKB0dldFRhc2sSJi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldFRhc2tSZXF1ZXN0GicuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5HZXRUYXNrUmVzcG9uc2USYgoJV2F0Y2hUYXNrEiguZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5XYXRjaFRhc2tSZXF1ZXN0GikuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5XYXRjaFRhc2tSZXNwb25zZTABElcKBlNlYXJjaBIlLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoUmVxdWVzdBomLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoUmVzcG9uc2ViBnByb3RvMw", [file_embedpipe_ingestion_v1_resources, file_google_protobuf_struct]);
+  fileDesc("Ci5lbWJlZHBpcGUvaW5nZXN0aW9uL3YxL2luZ2VzdGlvbl9zZXJ2aWNlLnByb3RvEhZlbWJlZHBpcGUuaW5nZXN0aW9uLnYxIo0CChdDcmVhdGVDb2xsZWN0aW9uUmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhIKBW1vZGVsGAIgASgJSACIAQESGQoMY2h1bmtfdG9rZW5zGAMgASgFSAGIAQESGwoOb3ZlcmxhcF90b2tlbnMYBCABKAVIAogBARIpCghtZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoSdGV4dF9zZWFyY2hfY29uZmlnGAYgASgJSAOIAQFCCAoGX21vZGVsQg8KDV9jaHVua190b2tlbnNCEQoPX292ZXJsYXBfdG9rZW5zQhUKE190ZXh0X3NlYXJjaF9jb25maWciUgoYQ3JlYXRlQ29sbGVjdGlvblJlc3BvbnNlEjYKCmNvbGxlY3Rpb24YASABKAsyIi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNvbGxlY3Rpb24iLQoUR2V0Q29sbGVjdGlvblJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSJPChVHZXRDb2xsZWN0aW9uUmVzcG9uc2USNgoKY29sbGVjdGlvbhgBIAEoCzIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ29sbGVjdGlvbiJSChZMaXN0Q29sbGVjdGlvbnNSZXF1ZXN0EhYKCXBhZ2Vfc2l6ZRgBIAEoBUgAiAEBEhIKCnBhZ2VfdG9rZW4YAiABKAlCDAoKX3BhZ2Vfc2l6ZSJrChdMaXN0Q29sbGVjdGlvbnNSZXNwb25zZRI3Cgtjb2xsZWN0aW9ucxgBIAMoCzIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ29sbGVjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoXRGVsZXRlQ29sbGVjdGlvblJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCSIaChhEZWxldGVDb2xsZWN0aW9uUmVzcG9uc2UiQAoYUmVlbWJlZENvbGxlY3Rpb25SZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSDQoFbW9kZWwYAiABKAkiRwoZUmVlbWJlZENvbGxlY3Rpb25SZXNwb25zZRIqCgR0YXNrGAEgASgLMhwuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5UYXNrImkKFVVwbG9hZERvY3VtZW50UmVxdWVzdBI4CgZoZWFkZXIYASABKAsyJi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRvY3VtZW50SGVhZGVySAASDgoEZmlsZRgCIAEoDEgAQgYKBHBhcnQi6AEKDkRvY3VtZW50SGVhZGVyEhUKDWNvbGxlY3Rpb25faWQYASABKAkSGAoLZG9jdW1lbnRfaWQYAiABKAlIAIgBARIVCghmaWxlbmFtZRgDIAEoCUgBiAEBEhkKDGNvbnRlbnRfdHlwZRgEIAEoCUgCiAEBEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIRCgR0ZXh0GAYgASgJSAOIAQFCDgoMX2RvY3VtZW50X2lkQgsKCV9maWxlbmFtZUIPCg1fY29udGVudF90eXBlQgcKBV90ZXh0ImUKFlVwbG9hZERvY3VtZW50UmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRITCgtkb2N1bWVudF9pZBgCIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAMgASgJEg4KBnN0YXR1cxgEIAEoCSJnChRMaXN0RG9jdW1lbnRzUmVxdWVzdBIVCg1jb2xsZWN0aW9uX2lkGAEgASgJEhYKCXBhZ2Vfc2l6ZRgCIAEoBUgAiAEBEhIKCnBhZ2VfdG9rZW4YAyABKAlCDAoKX3BhZ2Vfc2l6ZSJlChVMaXN0RG9jdW1lbnRzUmVzcG9uc2USMwoJZG9jdW1lbnRzGAEgAygLMiAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5Eb2N1bWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQAoSR2V0RG9jdW1lbnRSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSEwoLZG9jdW1lbnRfaWQYAiABKAkiSQoTR2V0RG9jdW1lbnRSZXNwb25zZRIyCghkb2N1bWVudBgBIAEoCzIgLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuRG9jdW1lbnQiQwoVRGVsZXRlRG9jdW1lbnRSZXF1ZXN0EhUKDWNvbGxlY3Rpb25faWQYASABKAkSEwoLZG9jdW1lbnRfaWQYAiABKAkiGAoWRGVsZXRlRG9jdW1lbnRSZXNwb25zZSIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIj0KD0dldFRhc2tSZXNwb25zZRIqCgR0YXNrGAEgASgLMhwuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5UYXNrIiQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBHRhc2sYASABKAsyHC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlRhc2siIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIkUKEVdhdGNoVGFza1Jlc3BvbnNlEjAKBWV2ZW50GAEgASgLMiEuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5UYXNrRXZlbnQi/wIKDVNlYXJjaFJlcXVlc3QSFQoNY29sbGVjdGlvbl9pZBgBIAEoCRINCgVxdWVyeRgCIAEoCRISCgV0b3BfaxgDIAEoBUgAiAEBEicKBmZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoEbW9kZRgFIAEoDjIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoTW9kZRIaCg12ZWN0b3Jfd2VpZ2h0GAYgASgBSAGIAQESGwoOa2V5d29yZF93ZWlnaHQYByABKAFIAogBARISCgVycmZfaxgIIAEoBUgDiAEBEj0KCmNvbmRpdGlvbnMYCSADKAsyKS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLk1ldGFkYXRhQ29uZGl0aW9uEhQKDGRvY3VtZW50X2lkcxgKIAMoCUIICgZfdG9wX2tCEAoOX3ZlY3Rvcl93ZWlnaHRCEQoPX2tleXdvcmRfd2VpZ2h0QggKBl9ycmZfayLCAQoRTWV0YWRhdGFDb25kaXRpb24SCwoDa2V5GAEgASgJEigKBmVxdWFscxgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEiwKBmFueV9vZhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVIABIuCgVyYW5nZRgEIAEoCzIdLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuUmFuZ2VIABIQCgZleGlzdHMYBSABKAhIAEIGCgR0ZXN0IpkBCgVSYW5nZRIiCgJndBgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIjCgNndGUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSIgoCbHQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSIwoDbHRlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIogBCg5TZWFyY2hSZXNwb25zZRI1CgdyZXN1bHRzGAEgAygLMiQuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5TZWFyY2hSZXN1bHQSDQoFbW9kZWwYAiABKAkSMAoEbW9kZRgDIAEoDjIiLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuU2VhcmNoTW9kZSpyCgpTZWFyY2hNb2RlEhsKF1NFQVJDSF9NT0RFX1VOU1BFQ0lGSUVEEAASFgoSU0VBUkNIX01PREVfVkVDVE9SEAESFwoTU0VBUkNIX01PREVfS0VZV09SRBACEhYKElNFQVJDSF9NT0RFX0hZQlJJRBADMpQLChBJbmdlc3Rpb25TZXJ2aWNlEnUKEENyZWF0ZUNvbGxlY3Rpb24SLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkNyZWF0ZUNvbGxlY3Rpb25SZXF1ZXN0GjAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5DcmVhdGVDb2xsZWN0aW9uUmVzcG9uc2USbAoNR2V0Q29sbGVjdGlvbhIsLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0Q29sbGVjdGlvblJlcXVlc3QaLS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldENvbGxlY3Rpb25SZXNwb25zZRJyCg9MaXN0Q29sbGVjdGlvbnMSLi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QaLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3RDb2xsZWN0aW9uc1Jlc3BvbnNlEnUKEERlbGV0ZUNvbGxlY3Rpb24SLy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRlbGV0ZUNvbGxlY3Rpb25SZXF1ZXN0GjAuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5EZWxldGVDb2xsZWN0aW9uUmVzcG9uc2USeAoRUmVlbWJlZENvbGxlY3Rpb24SMC5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlJlZW1iZWRDb2xsZWN0aW9uUmVxdWVzdBoxLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuUmVlbWJlZENvbGxlY3Rpb25SZXNwb25zZRJxCg5VcGxvYWREb2N1bWVudBItLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuVXBsb2FkRG9jdW1lbnRSZXF1ZXN0Gi4uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5VcGxvYWREb2N1bWVudFJlc3BvbnNlKAESbAoNTGlzdERvY3VtZW50cxIsLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuTGlzdERvY3VtZW50c1JlcXVlc3QaLS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkxpc3REb2N1bWVudHNSZXNwb25zZRJmCgtHZXREb2N1bWVudBIqLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0RG9jdW1lbnRSZXF1ZXN0GisuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5HZXREb2N1bWVudFJlc3BvbnNlEm8KDkRlbGV0ZURvY3VtZW50Ei0uZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5EZWxldGVEb2N1bWVudFJlcXVlc3QaLi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkRlbGV0ZURvY3VtZW50UmVzcG9uc2USWgoHR2V0VGFzaxImLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuR2V0VGFza1JlcXVlc3QaJy5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLkdldFRhc2tSZXNwb25zZRJjCgpDYW5jZWxUYXNrEikuZW1iZWRwaXBlLmluZ2VzdGlvbi52MS5DYW5jZWxUYXNrUmVxdWVzdBoqLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuQ2FuY2VsVGFza1Jlc3BvbnNlEmIKCVdhdGNoVGFzaxIoLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuV2F0Y2hUYXNrUmVxdWVzdBopLmVtYmVkcGlwZS5pbmdlc3Rpb24udjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJXCgZTZWFyY2gSJS5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlNlYXJjaFJlcXVlc3QaJi5lbWJlZHBpcGUuaW5nZXN0aW9uLnYxLlNlYXJjaFJlc3BvbnNlYgZwcm90bzM", [file_embedpipe_ingestion_v1_resources, file_google_protobuf_struct]);
 
 /**
  * @generated from message embedpipe.ingestion.v1.CreateCollectionRequest
@@ -212,6 +212,54 @@ export const DeleteCollectionResponseSchema: GenMessage<DeleteCollectionResponse
   messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 7);
 
 /**
+ * @generated from message embedpipe.ingestion.v1.ReembedCollectionRequest
+ */
+export type ReembedCollectionRequest = Message<"embedpipe.ingestion.v1.ReembedCollectionRequest"> & {
+  /**
+   * The collection's id.
+   *
+   * @generated from field: string collection_id = 1;
+   */
+  collectionId: string;
+
+  /**
+   * The model to embed with: one the Embedding Service serves (a local model directory
+   * or an OpenAI-compatible one), not the collection's, whose input window holds the
+   * collection's chunk_tokens.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+};
+
+/**
+ * Describes the message embedpipe.ingestion.v1.ReembedCollectionRequest.
+ * Use `create(ReembedCollectionRequestSchema)` to create a new message.
+ */
+export const ReembedCollectionRequestSchema: GenMessage<ReembedCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 8);
+
+/**
+ * @generated from message embedpipe.ingestion.v1.ReembedCollectionResponse
+ */
+export type ReembedCollectionResponse = Message<"embedpipe.ingestion.v1.ReembedCollectionResponse"> & {
+  /**
+   * The re-embed: kind "reembed", chunks_total the chunks to embed, completed once the
+   * collection has switched.
+   *
+   * @generated from field: embedpipe.ingestion.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message embedpipe.ingestion.v1.ReembedCollectionResponse.
+ * Use `create(ReembedCollectionResponseSchema)` to create a new message.
+ */
+export const ReembedCollectionResponseSchema: GenMessage<ReembedCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 9);
+
+/**
  * One message of an upload stream.
  *
  * @generated from message embedpipe.ingestion.v1.UploadDocumentRequest
@@ -244,7 +292,7 @@ export type UploadDocumentRequest = Message<"embedpipe.ingestion.v1.UploadDocume
  * Use `create(UploadDocumentRequestSchema)` to create a new message.
  */
 export const UploadDocumentRequestSchema: GenMessage<UploadDocumentRequest> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 8);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 10);
 
 /**
  * What an uploaded document is; over HTTP, the JSON body of an upload of text.
@@ -302,7 +350,7 @@ export type DocumentHeader = Message<"embedpipe.ingestion.v1.DocumentHeader"> & 
  * Use `create(DocumentHeaderSchema)` to create a new message.
  */
 export const DocumentHeaderSchema: GenMessage<DocumentHeader> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 9);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 11);
 
 /**
  * The document was read and its text queued for chunking and embedding.
@@ -341,7 +389,7 @@ export type UploadDocumentResponse = Message<"embedpipe.ingestion.v1.UploadDocum
  * Use `create(UploadDocumentResponseSchema)` to create a new message.
  */
 export const UploadDocumentResponseSchema: GenMessage<UploadDocumentResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 10);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 12);
 
 /**
  * @generated from message embedpipe.ingestion.v1.ListDocumentsRequest
@@ -374,7 +422,7 @@ export type ListDocumentsRequest = Message<"embedpipe.ingestion.v1.ListDocuments
  * Use `create(ListDocumentsRequestSchema)` to create a new message.
  */
 export const ListDocumentsRequestSchema: GenMessage<ListDocumentsRequest> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 11);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 13);
 
 /**
  * A page of a collection's documents, by document_id.
@@ -400,7 +448,7 @@ export type ListDocumentsResponse = Message<"embedpipe.ingestion.v1.ListDocument
  * Use `create(ListDocumentsResponseSchema)` to create a new message.
  */
 export const ListDocumentsResponseSchema: GenMessage<ListDocumentsResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 12);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 14);
 
 /**
  * @generated from message embedpipe.ingestion.v1.GetDocumentRequest
@@ -426,7 +474,7 @@ export type GetDocumentRequest = Message<"embedpipe.ingestion.v1.GetDocumentRequ
  * Use `create(GetDocumentRequestSchema)` to create a new message.
  */
 export const GetDocumentRequestSchema: GenMessage<GetDocumentRequest> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 13);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 15);
 
 /**
  * @generated from message embedpipe.ingestion.v1.GetDocumentResponse
@@ -443,7 +491,7 @@ export type GetDocumentResponse = Message<"embedpipe.ingestion.v1.GetDocumentRes
  * Use `create(GetDocumentResponseSchema)` to create a new message.
  */
 export const GetDocumentResponseSchema: GenMessage<GetDocumentResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 14);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 16);
 
 /**
  * @generated from message embedpipe.ingestion.v1.DeleteDocumentRequest
@@ -469,7 +517,7 @@ export type DeleteDocumentRequest = Message<"embedpipe.ingestion.v1.DeleteDocume
  * Use `create(DeleteDocumentRequestSchema)` to create a new message.
  */
 export const DeleteDocumentRequestSchema: GenMessage<DeleteDocumentRequest> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 15);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 17);
 
 /**
  * @generated from message embedpipe.ingestion.v1.DeleteDocumentResponse
@@ -482,7 +530,7 @@ export type DeleteDocumentResponse = Message<"embedpipe.ingestion.v1.DeleteDocum
  * Use `create(DeleteDocumentResponseSchema)` to create a new message.
  */
 export const DeleteDocumentResponseSchema: GenMessage<DeleteDocumentResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 16);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 18);
 
 /**
  * @generated from message embedpipe.ingestion.v1.GetTaskRequest
@@ -501,7 +549,7 @@ export type GetTaskRequest = Message<"embedpipe.ingestion.v1.GetTaskRequest"> & 
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 17);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 19);
 
 /**
  * @generated from message embedpipe.ingestion.v1.GetTaskResponse
@@ -518,7 +566,45 @@ export type GetTaskResponse = Message<"embedpipe.ingestion.v1.GetTaskResponse"> 
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 18);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 20);
+
+/**
+ * @generated from message embedpipe.ingestion.v1.CancelTaskRequest
+ */
+export type CancelTaskRequest = Message<"embedpipe.ingestion.v1.CancelTaskRequest"> & {
+  /**
+   * The task's id.
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message embedpipe.ingestion.v1.CancelTaskRequest.
+ * Use `create(CancelTaskRequestSchema)` to create a new message.
+ */
+export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 21);
+
+/**
+ * @generated from message embedpipe.ingestion.v1.CancelTaskResponse
+ */
+export type CancelTaskResponse = Message<"embedpipe.ingestion.v1.CancelTaskResponse"> & {
+  /**
+   * The task, cancelled.
+   *
+   * @generated from field: embedpipe.ingestion.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message embedpipe.ingestion.v1.CancelTaskResponse.
+ * Use `create(CancelTaskResponseSchema)` to create a new message.
+ */
+export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 22);
 
 /**
  * @generated from message embedpipe.ingestion.v1.WatchTaskRequest
@@ -537,7 +623,7 @@ export type WatchTaskRequest = Message<"embedpipe.ingestion.v1.WatchTaskRequest"
  * Use `create(WatchTaskRequestSchema)` to create a new message.
  */
 export const WatchTaskRequestSchema: GenMessage<WatchTaskRequest> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 19);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 23);
 
 /**
  * @generated from message embedpipe.ingestion.v1.WatchTaskResponse
@@ -554,7 +640,7 @@ export type WatchTaskResponse = Message<"embedpipe.ingestion.v1.WatchTaskRespons
  * Use `create(WatchTaskResponseSchema)` to create a new message.
  */
 export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 20);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 24);
 
 /**
  * @generated from message embedpipe.ingestion.v1.SearchRequest
@@ -637,7 +723,7 @@ export type SearchRequest = Message<"embedpipe.ingestion.v1.SearchRequest"> & {
  * Use `create(SearchRequestSchema)` to create a new message.
  */
 export const SearchRequestSchema: GenMessage<SearchRequest> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 21);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 25);
 
 /**
  * A test of one metadata value. The key is a name, or a dotted path into nested objects
@@ -696,7 +782,7 @@ export type MetadataCondition = Message<"embedpipe.ingestion.v1.MetadataConditio
  * Use `create(MetadataConditionSchema)` to create a new message.
  */
 export const MetadataConditionSchema: GenMessage<MetadataCondition> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 22);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 26);
 
 /**
  * Bounds, all numbers or all strings (compared byte by byte, as ISO dates sort); at
@@ -739,7 +825,7 @@ export type Range = Message<"embedpipe.ingestion.v1.Range"> & {
  * Use `create(RangeSchema)` to create a new message.
  */
 export const RangeSchema: GenMessage<Range> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 23);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 27);
 
 /**
  * The chunks found, best first.
@@ -772,7 +858,7 @@ export type SearchResponse = Message<"embedpipe.ingestion.v1.SearchResponse"> & 
  * Use `create(SearchResponseSchema)` to create a new message.
  */
 export const SearchResponseSchema: GenMessage<SearchResponse> = /*@__PURE__*/
-  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 24);
+  messageDesc(file_embedpipe_ingestion_v1_ingestion_service, 28);
 
 /**
  * How a search finds and ranks chunks.
@@ -871,6 +957,24 @@ export const IngestionService: GenService<{
     output: typeof DeleteCollectionResponseSchema;
   },
   /**
+   * Embed every chunk of a collection again, with another model, without downtime;
+   * answered with the re-embed's task (follow it with WatchTask).
+   *
+   * Search keeps reading the current vectors until every chunk has its new one; then the
+   * collection switches to the new model at once (a search reads one model's vectors,
+   * never a mix) and the old vectors are deleted. Documents uploaded meanwhile are
+   * embedded with the new model too. A failed or cancelled (CancelTask) re-embed leaves
+   * the collection as it was. FAILED_PRECONDITION (HTTP 409) while another re-embed of
+   * the collection runs.
+   *
+   * @generated from rpc embedpipe.ingestion.v1.IngestionService.ReembedCollection
+   */
+  reembedCollection: {
+    methodKind: "unary";
+    input: typeof ReembedCollectionRequestSchema;
+    output: typeof ReembedCollectionResponseSchema;
+  },
+  /**
    * Upload a document; answered with its task once its text is read.
    *
    * The format is checked and the text extracted before the answer, so an unsupported
@@ -926,6 +1030,18 @@ export const IngestionService: GenService<{
     methodKind: "unary";
     input: typeof GetTaskRequestSchema;
     output: typeof GetTaskResponseSchema;
+  },
+  /**
+   * Cancel an unfinished task: an upload's document stays at its searchable version; a
+   * re-embed's new vectors are dropped and the collection keeps its model.
+   * FAILED_PRECONDITION (HTTP 409) when the task has ended.
+   *
+   * @generated from rpc embedpipe.ingestion.v1.IngestionService.CancelTask
+   */
+  cancelTask: {
+    methodKind: "unary";
+    input: typeof CancelTaskRequestSchema;
+    output: typeof CancelTaskResponseSchema;
   },
   /**
    * A task's state now, then every change until its final status, when the stream ends.

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file embedpipe/ingestion/v1/resources.proto.
  */
 export const file_embedpipe_ingestion_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("CiZlbWJlZHBpcGUvaW5nZXN0aW9uL3YxL3Jlc291cmNlcy5wcm90bxIWZW1iZWRwaXBlLmluZ2VzdGlvbi52MSKrAgoKQ29sbGVjdGlvbhIRCgl0ZW5hbnRfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRINCgVtb2RlbBgDIAEoCRISCgpkaW1lbnNpb25zGAQgASgFEhQKDGNodW5rX3Rva2VucxgFIAEoBRIWCg5vdmVybGFwX3Rva2VucxgGIAEoBRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZG9jdW1lbnRfY291bnQYCSABKAUSGgoSdGV4dF9zZWFyY2hfY29uZmlnGAogASgJEhMKC2NodW5rX2NvdW50GAsgASgFIqcDCghEb2N1bWVudBIRCgl0ZW5hbnRfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRITCgtkb2N1bWVudF9pZBgDIAEoCRIVCghmaWxlbmFtZRgEIAEoCUgAiAEBEhkKDGNvbnRlbnRfdHlwZRgFIAEoCUgBiAEBEhkKDGNvbnRlbnRfaGFzaBgGIAEoCUgCiAEBEikKCG1ldGFkYXRhGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYCCABKAkSEwoLY2h1bmtfY291bnQYCSABKAUSHAoPY3VycmVudF90YXNrX2lkGAogASgJSAOIAQESLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCwoJX2ZpbGVuYW1lQg8KDV9jb250ZW50X3R5cGVCDwoNX2NvbnRlbnRfaGFzaEISChBfY3VycmVudF90YXNrX2lkIs8DCgRUYXNrEhEKCXRlbmFudF9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSEwoLZG9jdW1lbnRfaWQYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDGNodW5rc190b3RhbBgGIAEoBRIXCg9jaHVua3NfZW1iZWRkZWQYByABKAUSGQoMY29udGVudF9oYXNoGAggASgJSACIAQESFwoKZXJyb3JfY29kZRgJIAEoCUgBiAEBEhoKDWVycm9yX21lc3NhZ2UYCiABKAlIAogBARIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CgtmaW5pc2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIA4gBARIQCghwcm9ncmVzcxgOIAEoBUIPCg1fY29udGVudF9oYXNoQg0KC19lcnJvcl9jb2RlQhAKDl9lcnJvcl9tZXNzYWdlQg4KDF9maW5pc2hlZF9hdCLvAQoJVGFza0V2ZW50Eg8KB3Rhc2tfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRITCgtkb2N1bWVudF9pZBgDIAEoCRIOCgZzdGF0dXMYBCABKAkSEAoIcHJvZ3Jlc3MYBSABKAUSFAoMY2h1bmtzX3RvdGFsGAYgASgFEhcKD2NodW5rc19lbWJlZGRlZBgHIAEoBRIXCgplcnJvcl9jb2RlGAggASgJSACIAQESGgoNZXJyb3JfbWVzc2FnZRgJIAEoCUgBiAEBQg0KC19lcnJvcl9jb2RlQhAKDl9lcnJvcl9tZXNzYWdlIo0CCgxTZWFyY2hSZXN1bHQSEwoLZG9jdW1lbnRfaWQYASABKAkSEAoIY2h1bmtfaWQYAiABKAkSEAoIcG9zaXRpb24YAyABKAUSDAoEdGV4dBgEIAEoCRIpCghtZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDQoFc2NvcmUYBiABKAESFwoKc2ltaWxhcml0eRgHIAEoAUgAiAEBEhgKC3ZlY3Rvcl9yYW5rGAggASgFSAGIAQESGQoMa2V5d29yZF9yYW5rGAkgASgFSAKIAQFCDQoLX3NpbWlsYXJpdHlCDgoMX3ZlY3Rvcl9yYW5rQg8KDV9rZXl3b3JkX3JhbmtiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiZlbWJlZHBpcGUvaW5nZXN0aW9uL3YxL3Jlc291cmNlcy5wcm90bxIWZW1iZWRwaXBlLmluZ2VzdGlvbi52MSLdAgoKQ29sbGVjdGlvbhIRCgl0ZW5hbnRfaWQYASABKAkSFQoNY29sbGVjdGlvbl9pZBgCIAEoCRINCgVtb2RlbBgDIAEoCRISCgpkaW1lbnNpb25zGAQgASgFEhQKDGNodW5rX3Rva2VucxgFIAEoBRIWCg5vdmVybGFwX3Rva2VucxgGIAEoBRIpCghtZXRhZGF0YRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZG9jdW1lbnRfY291bnQYCSABKAUSGgoSdGV4dF9zZWFyY2hfY29uZmlnGAogASgJEhMKC2NodW5rX2NvdW50GAsgASgFEhwKD3JlZW1iZWRfdGFza19pZBgMIAEoCUgAiAEBQhIKEF9yZWVtYmVkX3Rhc2tfaWQipwMKCERvY3VtZW50EhEKCXRlbmFudF9pZBgBIAEoCRIVCg1jb2xsZWN0aW9uX2lkGAIgASgJEhMKC2RvY3VtZW50X2lkGAMgASgJEhUKCGZpbGVuYW1lGAQgASgJSACIAQESGQoMY29udGVudF90eXBlGAUgASgJSAGIAQESGQoMY29udGVudF9oYXNoGAYgASgJSAKIAQESKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBnN0YXR1cxgIIAEoCRITCgtjaHVua19jb3VudBgJIAEoBRIcCg9jdXJyZW50X3Rhc2tfaWQYCiABKAlIA4gBARIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEILCglfZmlsZW5hbWVCDwoNX2NvbnRlbnRfdHlwZUIPCg1fY29udGVudF9oYXNoQhIKEF9jdXJyZW50X3Rhc2tfaWQi+wMKBFRhc2sSEQoJdGVuYW50X2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSFQoNY29sbGVjdGlvbl9pZBgDIAEoCRITCgtkb2N1bWVudF9pZBgEIAEoCRIOCgZzdGF0dXMYBSABKAkSFAoMY2h1bmtzX3RvdGFsGAYgASgFEhcKD2NodW5rc19lbWJlZGRlZBgHIAEoBRIZCgxjb250ZW50X2hhc2gYCCABKAlIAIgBARIXCgplcnJvcl9jb2RlGAkgASgJSAGIAQESGgoNZXJyb3JfbWVzc2FnZRgKIAEoCUgCiAEBEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKC2ZpbmlzaGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgDiAEBEhAKCHByb2dyZXNzGA4gASgFEgwKBGtpbmQYDyABKAkSEgoFbW9kZWwYECABKAlIBIgBAUIPCg1fY29udGVudF9oYXNoQg0KC19lcnJvcl9jb2RlQhAKDl9lcnJvcl9tZXNzYWdlQg4KDF9maW5pc2hlZF9hdEIICgZfbW9kZWwi7wEKCVRhc2tFdmVudBIPCgd0YXNrX2lkGAEgASgJEhUKDWNvbGxlY3Rpb25faWQYAiABKAkSEwoLZG9jdW1lbnRfaWQYAyABKAkSDgoGc3RhdHVzGAQgASgJEhAKCHByb2dyZXNzGAUgASgFEhQKDGNodW5rc190b3RhbBgGIAEoBRIXCg9jaHVua3NfZW1iZWRkZWQYByABKAUSFwoKZXJyb3JfY29kZRgIIAEoCUgAiAEBEhoKDWVycm9yX21lc3NhZ2UYCSABKAlIAYgBAUINCgtfZXJyb3JfY29kZUIQCg5fZXJyb3JfbWVzc2FnZSKNAgoMU2VhcmNoUmVzdWx0EhMKC2RvY3VtZW50X2lkGAEgASgJEhAKCGNodW5rX2lkGAIgASgJEhAKCHBvc2l0aW9uGAMgASgFEgwKBHRleHQYBCABKAkSKQoIbWV0YWRhdGEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBXNjb3JlGAYgASgBEhcKCnNpbWlsYXJpdHkYByABKAFIAIgBARIYCgt2ZWN0b3JfcmFuaxgIIAEoBUgBiAEBEhkKDGtleXdvcmRfcmFuaxgJIAEoBUgCiAEBQg0KC19zaW1pbGFyaXR5Qg4KDF92ZWN0b3JfcmFua0IPCg1fa2V5d29yZF9yYW5rYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A tenant's set of searchable documents, embedded with one model and chunked one way.
@@ -96,6 +96,13 @@ export type Collection = Message<"embedpipe.ingestion.v1.Collection"> & {
    * @generated from field: int32 chunk_count = 11;
    */
   chunkCount: number;
+
+  /**
+   * The re-embed in progress (ReembedCollection), if any.
+   *
+   * @generated from field: optional string reembed_task_id = 12;
+   */
+  reembedTaskId?: string | undefined;
 };
 
 /**
@@ -159,8 +166,8 @@ export type Document = Message<"embedpipe.ingestion.v1.Document"> & {
   metadata?: JsonObject | undefined;
 
   /**
-   * `completed` once a version is searchable; `pending` before, `failed` if the first
-   * version failed.
+   * `completed` once a version is searchable; `pending` before, `failed` (or
+   * `cancelled`) if the first version failed (or was cancelled).
    *
    * @generated from field: string status = 8;
    */
@@ -203,7 +210,8 @@ export const DocumentSchema: GenMessage<Document> = /*@__PURE__*/
   messageDesc(file_embedpipe_ingestion_v1_resources, 1);
 
 /**
- * An upload's way through extraction, chunking, embedding and storing.
+ * An upload's way through extraction, chunking, embedding and storing; or a re-embed's
+ * through embedding a collection's chunks again.
  *
  * @generated from message embedpipe.ingestion.v1.Task
  */
@@ -228,6 +236,8 @@ export type Task = Message<"embedpipe.ingestion.v1.Task"> & {
   collectionId: string;
 
   /**
+   * The uploaded document; empty for a re-embed.
+   *
    * @generated from field: string document_id = 4;
    */
   documentId: string;
@@ -235,7 +245,9 @@ export type Task = Message<"embedpipe.ingestion.v1.Task"> & {
   /**
    * pending → extracting → chunking → embedding → storing, then one final status:
    * completed; unchanged when the text is the stored version's; failed, with error_code
-   * and error_message.
+   * and error_message; cancelled (CancelTask). A re-embed goes pending → embedding →
+   * completed (or failed, cancelled). An upload embedded with the old model when a
+   * re-embed switches its collection goes back to embedding, for the new model.
    *
    * @generated from field: string status = 5;
    */
@@ -304,6 +316,20 @@ export type Task = Message<"embedpipe.ingestion.v1.Task"> & {
    * @generated from field: int32 progress = 14;
    */
   progress: number;
+
+  /**
+   * "upload" (a document) or "reembed" (a collection, ReembedCollection).
+   *
+   * @generated from field: string kind = 15;
+   */
+  kind: string;
+
+  /**
+   * The model the task's vectors are made with, once its chunks are sent.
+   *
+   * @generated from field: optional string model = 16;
+   */
+  model?: string | undefined;
 };
 
 /**

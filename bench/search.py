@@ -50,6 +50,7 @@ from ingestion.core.fusion import hybrid
 from ingestion.core.search import DEFAULT_RRF_K, candidates
 from ingestion.db import Pool, connect
 
+MODEL = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 TOP_K = 10
 RECALL_TARGET = 0.95
@@ -117,7 +118,7 @@ async def load(pool: Pool, texts: list[str], table: np.ndarray) -> list[Share]:
     bucket = np.random.default_rng(5).integers(0, BUCKETS, len(texts))
     for tenant, collection, _ in {(t, c, 0) for t, c, _ in parts}:
         await store.create_collection(
-            pool, tenant, collection, model="all-MiniLM-L6-v2", dimensions=DIMENSIONS,
+            pool, tenant, collection, model=MODEL, dimensions=DIMENSIONS,
             chunk_tokens=256, overlap_tokens=0, metadata={},
         )  # fmt: skip
     records = []
@@ -179,7 +180,7 @@ async def measure(
     for text, query in zip(queries, query_vectors, strict=True):
         exact = share.rows[np.argsort(-(table[share.rows] @ query), kind="stable")[:TOP_K]]
         found, ms = await timed(lambda q=query: store.vector_search(  # type: ignore[misc]
-            pool, share.tenant, share.collection, list(q), limit=TOP_K,
+            pool, share.tenant, share.collection, list(q), model=MODEL, limit=TOP_K,
             chunk_filter=share.chunk_filter, iterative=True,
             collection_chunks=share.collection_chunks,
         ))  # fmt: skip
@@ -191,7 +192,8 @@ async def measure(
         async def both(q: np.ndarray = query, words: str = text) -> list[dict[str, Any]]:
             deep = candidates(TOP_K)
             by_vector, by_keyword = await asyncio.gather(
-                store.vector_search(pool, share.tenant, share.collection, list(q), limit=deep,
+                store.vector_search(pool, share.tenant, share.collection, list(q), model=MODEL,
+                                    limit=deep,
                                     chunk_filter=share.chunk_filter, iterative=True,
                                     collection_chunks=share.collection_chunks),
                 store.keyword_search(pool, share.tenant, share.collection, words,
@@ -228,7 +230,7 @@ async def quality(pool: Pool) -> list[list[object]]:
     texts = [labelled.documents[i] for i in ids]
     document_vectors = await vectors(texts, "labelled-documents")
     await store.create_collection(
-        pool, "quality", "stdlib", model="all-MiniLM-L6-v2", dimensions=DIMENSIONS,
+        pool, "quality", "stdlib", model=MODEL, dimensions=DIMENSIONS,
         chunk_tokens=256, overlap_tokens=0, metadata={},
     )  # fmt: skip
     async with pool.acquire() as connection:
@@ -248,7 +250,7 @@ async def quality(pool: Pool) -> list[list[object]]:
         for (query, relevant), vector in zip(asked, query_vectors, strict=True):
             deep = candidates(TOP_K)
             by_vector = await store.vector_search(
-                pool, "quality", "stdlib", list(vector), limit=deep,
+                pool, "quality", "stdlib", list(vector), model=MODEL, limit=deep,
                 chunk_filter=everything, iterative=True, collection_chunks=len(ids),
             )  # fmt: skip
             by_keyword = await store.keyword_search(

@@ -45,7 +45,7 @@ async def test_a_3072_dimension_collection_stores_and_searches_through_an_index(
     # Sessions flush their statistics as they end: one pool loads, another searches.
     loading = await connect(database_url)
     created = await store.create_collection(
-        loading, "tenant-a", "large", model="text-embedding-3-large", dimensions=DIMENSIONS,
+        loading, "tenant-a", "large", model=LARGE, dimensions=DIMENSIONS,
         chunk_tokens=200, overlap_tokens=0, metadata={},
     )  # fmt: skip
     assert created is not None
@@ -58,8 +58,13 @@ async def test_a_3072_dimension_collection_stores_and_searches_through_an_index(
     )  # fmt: skip
     staged = [store.StagedChunk(f"c{i}", i, text, {}) for i, text in enumerate(texts)]
     await store.stage_chunks(loading, task, staged, "hash")
+    assert await store.embedding_model(loading, "tenant-a", "task-1") is not None
     stored = await store.store_embeddings(
-        loading, "tenant-a", "task-1", [(f"c{i}", list(v)) for i, v in enumerate(vectors)]
+        loading,
+        "tenant-a",
+        "task-1",
+        [(f"c{i}", list(v)) for i, v in enumerate(vectors)],
+        model=LARGE,
     )
     assert stored.stored == CHUNKS and not stored.refused
     await store.promote(loading, "tenant-a", "task-1")
@@ -78,7 +83,8 @@ async def test_a_3072_dimension_collection_stores_and_searches_through_an_index(
         query = vectors[seed * 7] + 0.3 * standin_vector(f"noise {seed}", DIMENSIONS)
         query /= np.linalg.norm(query)
         found = await store.vector_search(
-            searching, "tenant-a", "large", list(query), limit=10, chunk_filter=ChunkFilter(),
+            searching, "tenant-a", "large", list(query), model=LARGE, limit=10,
+            chunk_filter=ChunkFilter(),
             iterative=True, collection_chunks=CHUNKS,
         )  # fmt: skip
         exact = [f"c{i}" for i in np.argsort(-(vectors @ query))[:10]]

@@ -96,7 +96,7 @@ async def test_every_share_of_the_table_gets_top_k_and_its_nearest_chunks(
             for rare_only in (False, True):  # a filter keeping a tenth of the collection
                 expected = nearest(vectors, query, rare_only=rare_only)
                 found = await store.vector_search(
-                    pool, "mine", collection, list(query), limit=TOP_K,
+                    pool, "mine", collection, list(query), model="m", limit=TOP_K,
                     chunk_filter=ChunkFilter(contains={"kind": "rare"} if rare_only else None),
                     iterative=iterative, collection_chunks=size,
                 )  # fmt: skip

@@ -40,6 +40,7 @@ async def _job(pool: Pool) -> None:
     task = await store.get_task(pool, TENANT, TASK)
     assert task is not None
     await store.stage_chunks(pool, task, CHUNKS, "hash-1")
+    assert await store.embedding_model(pool, TENANT, TASK) is not None
 
 
 async def test_a_repeated_job_after_the_vectors_are_stored_does_not_set_the_task_back(
@@ -48,7 +49,7 @@ async def test_a_repeated_job_after_the_vectors_are_stored_does_not_set_the_task
     await store.set_task_status(pool, TENANT, TASK, TaskStatus.EXTRACTING)
     await _job(pool)
     stored = await store.store_embeddings(
-        pool, TENANT, TASK, [(c.chunk_id, VECTOR) for c in CHUNKS]
+        pool, TENANT, TASK, [(c.chunk_id, VECTOR) for c in CHUNKS], model="m"
     )
     assert stored.task is not None and stored.task["status"] == "storing"
 

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from embedpipe.task_status import TaskStatus
 from ingestion.settings import IngestionSettings
 from ingestion.worker import run_worker
 from tests.support.tenants import bearer
@@ -50,7 +51,7 @@ async def wait_task(
         while True:
             async with http.get(f"{url}/api/v1/tasks/{task_id}", headers=bearer(tenant)) as r:
                 task: dict[str, Any] = await r.json()
-            if task["status"] in ("completed", "unchanged", "failed"):
+            if TaskStatus(task["status"]).final:
                 return task
             await asyncio.sleep(0.1)
 
@@ -130,7 +131,7 @@ async def wait_status(
                 task: dict[str, Any] = await r.json()
             if task["status"] == status:
                 return task
-            assert task["status"] not in ("completed", "unchanged", "failed"), task
+            assert not TaskStatus(task["status"]).final, task
             await asyncio.sleep(0.05)
 
 

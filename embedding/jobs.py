@@ -92,8 +92,8 @@ class Job:
 
 
 def request_fingerprint(request: pb.GenerateEmbeddingsRequest) -> str:
-    """What makes two requests "the same job": tenant, task, document, chunk-id set and
-    model.
+    """What makes two requests "the same job": tenant, task, document, chunk-id set, model
+    and output dimensions.
 
     The chunk ids are part of it so that a large document sent as several requests under
     one task is several jobs, while a retried request maps onto its earlier job; the model
@@ -106,6 +106,7 @@ def request_fingerprint(request: pb.GenerateEmbeddingsRequest) -> str:
         request.document_id,
         sorted(c.chunk_id for c in request.chunks),
         request.model,
+        request.dimensions if request.HasField("dimensions") else None,
     ]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 

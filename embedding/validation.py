@@ -113,6 +113,18 @@ def _check_model(registry: ProviderRegistry, model: str) -> list[FieldViolation]
     return [FieldViolation("model", f"unknown model {model!r}; served: {served}")]
 
 
+def _check_dimensions(provider: EmbeddingProvider, dimensions: int) -> list[FieldViolation]:
+    """Output dimensions the model can give: its own, or fewer if it can shorten."""
+    native, name = provider.dimensions, provider.spec.name
+    if dimensions <= 0:
+        return [FieldViolation("dimensions", "must be positive")]
+    if not provider.spec.supports_dimensions and dimensions != native:
+        return [FieldViolation("dimensions", f"model {name!r} has fixed {native} dimensions")]
+    if dimensions > native:
+        return [FieldViolation("dimensions", f"model {name!r} has at most {native} dimensions")]
+    return []
+
+
 async def validate_generate(
     request: pb.GenerateEmbeddingsRequest,
     *,
@@ -141,6 +153,8 @@ async def validate_generate(
                 "(reserved for the ingestion service's own lists)",
             )
         )
+    if not violations and request.HasField("dimensions"):
+        violations = _check_dimensions(registry.get(request.model), request.dimensions)
     if not violations:
         violations = await _check_token_lengths(
             registry.get(request.model), [c.text for c in request.chunks], "chunks[{i}].text"
@@ -174,22 +188,7 @@ async def validate_embed(
             )
     violations += _check_model(registry, request.model)
     if not violations and request.HasField("dimensions"):
-        provider = registry.get(request.model)
-        native = provider.dimensions
-        if request.dimensions <= 0:
-            violations.append(FieldViolation("dimensions", "must be positive"))
-        elif not provider.spec.supports_dimensions and request.dimensions != native:
-            violations.append(
-                FieldViolation(
-                    "dimensions", f"model {provider.spec.name!r} has fixed {native} dimensions"
-                )
-            )
-        elif request.dimensions > native:
-            violations.append(
-                FieldViolation(
-                    "dimensions", f"model {provider.spec.name!r} has at most {native} dimensions"
-                )
-            )
+        violations = _check_dimensions(registry.get(request.model), request.dimensions)
     if not violations and not request.truncate:
         violations = await _check_token_lengths(
             registry.get(request.model), list(request.inputs), "inputs[{i}]"

@@ -125,10 +125,13 @@ class EmbeddingWorker:
         """Vectors for every chunk of `jobs`, batched across jobs per model."""
         vectors: list[Vectors | None] = [None] * len(jobs)
         tokens = [0] * len(jobs)
-        by_model: dict[str, list[int]] = defaultdict(list)
+        # Batched per model and output size (a job may ask for shortened vectors).
+        by_model: dict[tuple[str, int | None], list[int]] = defaultdict(list)
         for index, job in enumerate(jobs):
-            by_model[job.request.model].append(index)
-        for model, job_indexes in by_model.items():
+            request = job.request
+            size = request.dimensions if request.HasField("dimensions") else None
+            by_model[request.model, size].append(index)
+        for (model, size), job_indexes in by_model.items():
             provider = self.registry.get(model)
             texts = [c.text for i in job_indexes for c in jobs[i].request.chunks]
             counts = iter(await asyncio.to_thread(provider.count_tokens, texts))
@@ -139,7 +142,7 @@ class EmbeddingWorker:
             ]
             for i in job_indexes:
                 vectors[i] = np.zeros(
-                    (len(jobs[i].request.chunks), provider.dimensions), dtype=np.float32
+                    (len(jobs[i].request.chunks), size or provider.dimensions), dtype=np.float32
                 )
             batches = pack_batches(
                 items,
@@ -149,7 +152,7 @@ class EmbeddingWorker:
             for batch in batches:
                 texts_in_batch = [item.text for item in batch]
                 output = await call_with_retries(
-                    functools.partial(embed_texts, provider, texts_in_batch),
+                    functools.partial(embed_texts, provider, texts_in_batch, dimensions=size),
                     self.retry,
                     what=f"embed model={model} batch={len(batch)}",
                 )

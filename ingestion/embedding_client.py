@@ -59,9 +59,12 @@ class EmbeddingClient:
         model: str,
         chunks: Sequence[dict[str, Any]],
         callback_queue: str,
+        dimensions: int | None = None,
     ) -> dict[str, Any]:
-        """Send one request; returns the 202 body (job_id, ...)."""
-        payload = {
+        """Send one request; returns the 202 body (job_id, ...). `dimensions` asks a model
+        that can shorten its vectors for that many (sent only then: the seed's request has
+        no such field)."""
+        payload: dict[str, Any] = {
             "document_id": document_id,
             "collection_id": collection_id,
             "tenant_id": tenant_id,
@@ -70,6 +73,8 @@ class EmbeddingClient:
             "task_id": task_id,
             "callback_queue": callback_queue,
         }
+        if dimensions is not None:
+            payload["dimensions"] = dimensions
         what = f"embedding request task_id={task_id}"
         try:
             async for attempt in retrying(

@@ -26,6 +26,7 @@ async def start(
     *,
     model: str,
     dimensions: int,
+    output_dimensions: int | None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The new re-embed task, or (None, the id of the re-embed in progress; None when the
     collection is gone). Raises
@@ -44,8 +45,9 @@ async def start(
         await create_hnsw_index(connection, dimensions)
         record = await connection.fetchrow(
             "INSERT INTO tasks (tenant_id, task_id, collection_id, document_id, status, kind,"
-            " model, dimensions) VALUES ($1, $2, $3, '', 'pending', $4, $5, $6) RETURNING *",
-            tenant_id, task_id, collection_id, REEMBED, model, dimensions,
+            " model, dimensions, output_dimensions)"
+            " VALUES ($1, $2, $3, '', 'pending', $4, $5, $6, $7) RETURNING *",
+            tenant_id, task_id, collection_id, REEMBED, model, dimensions, output_dimensions,
         )  # fmt: skip
         await connection.execute(
             "UPDATE collections SET reembed_task_id = $3 WHERE tenant_id = $1"
@@ -115,15 +117,17 @@ async def step(pool: Pool, tenant_id: str, task_id: str) -> Step:
             *key, generation,
         )  # fmt: skip
         await connection.execute(
-            "UPDATE collections SET model = $3, dimensions = $4, generation = $5,"
-            " chunk_count = $6, reembed_task_id = NULL"
+            "UPDATE collections SET model = $3, dimensions = $4, output_dimensions = $5,"
+            " generation = $6, chunk_count = $7, reembed_task_id = NULL"
             " WHERE tenant_id = $1 AND collection_id = $2",
-            *key, task["model"], task["dimensions"], generation + 1, total,
+            *key, task["model"], task["dimensions"], task["output_dimensions"],
+            generation + 1, total,
         )  # fmt: skip
         # Uploads embedded with the old model and not searchable yet: their vectors go, and
         # they are sent again with the new model (unstamped_uploads).
         reset = await connection.fetch(
-            "UPDATE tasks SET model = NULL, dimensions = NULL, chunks_embedded = 0,"
+            "UPDATE tasks SET model = NULL, dimensions = NULL, output_dimensions = NULL,"
+            " chunks_embedded = 0,"
             " status = CASE WHEN status = 'storing' THEN 'embedding' ELSE status END,"
             " updated_at = now() WHERE tenant_id = $1 AND collection_id = $2 AND kind = $3"
             " AND status <> ALL($4::text[]) AND model IS DISTINCT FROM $5"

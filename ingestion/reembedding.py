@@ -113,6 +113,7 @@ class Reembedding:
                         model=task["model"],
                         chunks=chunks[start : start + size],
                         callback_queue=self.settings.callback_queue,
+                        dimensions=task["output_dimensions"],
                     )
                 sent += len(chunks)
             after = (rows[-1]["document_id"], rows[-1]["chunk_id"])

@@ -57,6 +57,7 @@ async def create_collection(
     overlap_tokens: int,
     metadata: dict[str, Any],
     text_search_config: str = "english",
+    output_dimensions: int | None = None,
 ) -> dict[str, Any] | None:
     """The new collection, or None when the tenant already has one of that id.
     asyncpg.UndefinedObjectError when its vectors need halfvec and pgvector is older than
@@ -64,10 +65,10 @@ async def create_collection(
     async with pool.acquire() as connection, connection.transaction():
         record = await connection.fetchrow(
             "INSERT INTO collections (tenant_id, collection_id, model, dimensions, chunk_tokens,"
-            " overlap_tokens, metadata, text_search_config)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING *",
+            " overlap_tokens, metadata, text_search_config, output_dimensions)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING *",
             tenant_id, collection_id, model, dimensions, chunk_tokens, overlap_tokens,
-            json.dumps(metadata), text_search_config,
+            json.dumps(metadata), text_search_config, output_dimensions,
         )  # fmt: skip
         await create_hnsw_index(connection, dimensions)
     return as_row(record)
@@ -343,8 +344,8 @@ async def stage_chunks(
 
 
 async def embedding_model(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
-    """The task, its chunks to be embedded with the collection's model now (`model` and
-    `dimensions` of the row); None once it has ended.
+    """The task, its chunks to be embedded with the collection's model now (`model`,
+    `dimensions` and `output_dimensions` of the row); None once it has ended.
 
     Callbacks of another model are stale from then on (store_embeddings drops them). Should
     the task have been embedded with another model before (a re-embed switched the
@@ -357,7 +358,7 @@ async def embedding_model(pool: Pool, tenant_id: str, task_id: str) -> dict[str,
         )  # fmt: skip
         # Shared: no re-embed switches the collection's model until this is committed.
         collection = await connection.fetchrow(
-            "SELECT model, dimensions FROM collections WHERE tenant_id = $1"
+            "SELECT model, dimensions, output_dimensions FROM collections WHERE tenant_id = $1"
             " AND collection_id = $2 FOR SHARE",
             tenant_id, collection_id,
         )  # fmt: skip
@@ -376,9 +377,10 @@ async def embedding_model(pool: Pool, tenant_id: str, task_id: str) -> dict[str,
                 tenant_id, task_id,
             )  # fmt: skip
         record = await connection.fetchrow(
-            "UPDATE tasks SET model = $3, dimensions = $4, chunks_embedded = 0,"
-            " updated_at = now() WHERE tenant_id = $1 AND task_id = $2 RETURNING *",
-            tenant_id, task_id, collection["model"], collection["dimensions"],
+            "UPDATE tasks SET model = $3, dimensions = $4, output_dimensions = $5,"
+            " chunks_embedded = 0, updated_at = now() WHERE tenant_id = $1 AND task_id = $2"
+            " RETURNING *",
+            tenant_id, task_id, *collection,
         )  # fmt: skip
     return as_row(record)
 
@@ -577,10 +579,11 @@ class ModelChangedError(Exception):
     """The collection's vectors are of another model than the query's now: a re-embed
     switched it since the query was embedded. Embed the query again and search again."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, output_dimensions: int | None) -> None:
         super().__init__(f"the collection is embedded with {model} now")
-        #: The collection's model now.
+        #: The collection's model now, and the vector size it asks of it.
         self.model = model
+        self.output_dimensions = output_dimensions
 
 
 async def vector_search(
@@ -595,10 +598,11 @@ async def vector_search(
     iterative: bool,
     collection_chunks: int,
 ) -> list[dict[str, Any]]:
-    """The `limit` live chunks nearest to `query` (a vector of `model`) by cosine distance
+    """The `limit` live chunks nearest to `query` (a vector of `model`, of the collection's
+    size) by cosine distance
     (`score`, the cosine similarity), of the tenant's collection and its filter only,
     however small a share of the table they are. ModelChangedError when the collection's
-    vectors are of another model.
+    vectors are of another model or size.
 
     A collection of at most EXACT_BELOW chunks is searched exactly. A larger one through
     the HNSW index every tenant's chunks of one size share, which PostgreSQL walks before
@@ -613,8 +617,8 @@ async def vector_search(
     async with _searching(pool, tenant_id, collection_id) as (connection, collection):
         if collection is None:
             return []
-        if collection["model"] != model:
-            raise ModelChangedError(collection["model"])
+        if collection["model"] != model or collection["dimensions"] != dimensions:
+            raise ModelChangedError(collection["model"], collection["output_dimensions"])
         where = (
             f"{_scope(collection, parameters)} AND dimensions = {dimensions}"
             f" AND {filter_sql(chunk_filter, parameters)}"
@@ -684,8 +688,8 @@ async def _searching(
     ):
         await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         collection = await connection.fetchrow(
-            "SELECT model, generation FROM collections WHERE tenant_id = $1"
-            " AND collection_id = $2",
+            "SELECT model, dimensions, output_dimensions, generation FROM collections"
+            " WHERE tenant_id = $1 AND collection_id = $2",
             tenant_id, collection_id,
         )  # fmt: skip
         yield connection, collection

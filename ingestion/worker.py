@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -199,16 +200,17 @@ class IngestionWorker:
         if embedding is None:
             return  # ended meanwhile (cancelled, its document deleted)
         await publish(self.redis, self.keys, embedding)
-        await self._send(fields, embedding["model"], chunks, staged)
+        await self._send(fields, embedding, chunks, staged)
 
     async def _send(
         self,
         fields: dict[str, str],
-        model: str,
+        embedding: dict[str, Any],
         chunks: list[Chunk],
         staged: list[store.StagedChunk],
     ) -> None:
-        """Send the chunks in bounded requests, all under the one task."""
+        """Send the chunks in bounded requests, all under the one task, for the model (and
+        vector size) `embedding` (the task) names."""
         size = self.settings.request_chunks
         for start in range(0, len(chunks), size):
             part = [
@@ -220,9 +222,10 @@ class IngestionWorker:
                 collection_id=fields["collection_id"],
                 document_id=fields["document_id"],
                 task_id=fields["task_id"],
-                model=model,
+                model=embedding["model"],
                 chunks=part,
                 callback_queue=self.settings.callback_queue,
+                dimensions=embedding["output_dimensions"],
             )
         log.info(
             "chunks sent task_id=%s chunks=%d requests=%d",

@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.app import create_app as create_gateway_app
 from gateway.settings import GatewaySettings
 from ingestion.api import create_app as create_ingestion_app
+from ingestion.routes import ROUTES as INGESTION_ROUTES
 from ingestion.settings import IngestionSettings
 from tests.support.ingestion_calls import COLLECTIONS, create_collection
 from tests.support.tenants import bearer
@@ -56,14 +57,23 @@ ROUTES = {
     ("ingestion", "/api/v1/collections/{collection_id}/search"): Route(
         "ingestion", f"{COLLECTIONS}/hostile/search", "query", "query"
     ),
+    ("ingestion", "/api/v1/collections/{collection_id}/reembed"): Route(
+        "ingestion", f"{COLLECTIONS}/hostile/reembed", "model", "model"
+    ),
 }
+
+
+#: Ingestion routes whose path holds their whole message: no body is read.
+BODYLESS = {(r.method, r.path) for r in INGESTION_ROUTES if not r.has_body}
 
 
 def body_routes(app: web.Application) -> set[str]:
     return {
         route.resource.canonical
         for route in app.router.routes()
-        if route.method in BODY_METHODS and route.resource is not None
+        if route.method in BODY_METHODS
+        and route.resource is not None
+        and (route.method, route.resource.canonical) not in BODYLESS
     }
 
 

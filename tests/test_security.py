@@ -100,7 +100,9 @@ INGESTION_PROBES: dict[Route, Probe] = {
     ("GET", DOCUMENT): Probe(Tenancy.PATH),
     ("DELETE", DOCUMENT): Probe(Tenancy.PATH),
     ("POST", COLLECTION + "/search"): Probe(Tenancy.PATH, {"query": "aardvarks humming"}),
+    ("POST", COLLECTION + "/reembed"): Probe(Tenancy.PATH, {"model": "text-embedding-3-small"}),
     ("GET", "/api/v1/tasks/{task_id}"): Probe(Tenancy.PATH),
+    ("POST", "/api/v1/tasks/{task_id}/cancel"): Probe(Tenancy.PATH),
     # The WebSocket: plain GETs here; tenancy in test_websocket_*.
     ("GET", "/api/v1/ws"): Probe(Tenancy.OWN),
 }

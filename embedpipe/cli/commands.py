@@ -4,6 +4,8 @@
     embedpipe ingest PATH... --collection NAME       upload files and folders, live progress
     embedpipe search "query" --collection NAME       ranked chunks
     embedpipe status TASK_ID | collections | documents --collection NAME
+    embedpipe reembed --collection NAME --model MODEL  another model, no downtime
+    embedpipe cancel TASK_ID                         stop an upload or a re-embed
 
 Global options (before or after the command): `--url` (EMBEDPIPE_URL, else
 http://127.0.0.1:8090), `--api-key` (EMBEDPIPE_API_KEY, else the dev key `make up` keeps in
@@ -19,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from embedpipe.cli import views
+from embedpipe.cli import changes, views
 from embedpipe.cli.api import CliError, default_api_key, default_url, open_client
 from embedpipe.cli.ingest import IngestOptions, run_ingest
 
@@ -82,6 +84,13 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     commands.add_parser("collections", parents=common, help="list collections")
     documents = commands.add_parser("documents", parents=common, help="list a collection's docs")
     documents.add_argument("--collection", required=True)
+    reembed = commands.add_parser(
+        "reembed", parents=common, help="embed a collection again with another model"
+    )
+    reembed.add_argument("--collection", required=True)
+    reembed.add_argument("--model", required=True, help="a model the embedding server serves")
+    cancel = commands.add_parser("cancel", parents=common, help="cancel an unfinished task")
+    cancel.add_argument("task_id", metavar="TASK_ID")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +123,10 @@ async def _run(args: argparse.Namespace) -> int:
             return await views.status(client, args.task_id, args.json, out)
         if args.command == "collections":
             return await views.collections(client, args.json, out)
+        if args.command == "reembed":
+            return await changes.reembed(client, args.collection, args.model, args.json, out)
+        if args.command == "cancel":
+            return await changes.cancel(client, args.task_id, args.json, out)
         return await views.documents(client, args.collection, args.json, out)
 
 

@@ -32,7 +32,22 @@ async def model_info(backends: Backends, model: str) -> embedding_pb.ModelInfo:
         if info.name == model:
             return info
     served = ", ".join(m.name for m in reply.models)
-    raise invalid("model", f"unknown model {model!r}; served: {served}")
+    raise invalid("model", f"unknown model {model[:64]!r}; served: {served}")
+
+
+def output_dimensions(
+    info: embedding_pb.ModelInfo, request: pb.CreateCollectionRequest | pb.ReembedCollectionRequest
+) -> int | None:
+    """The vector size a request asks of the model (its `dimensions`), when that is not
+    the model's own: a model that can shorten its vectors gives 1 up to its own."""
+    if not request.HasField("dimensions"):
+        return None
+    asked = request.dimensions
+    if asked == info.dimensions:
+        return None
+    if not info.supports_dimensions:
+        raise invalid("dimensions", f"{info.name!r} gives {info.dimensions} dimensions only")
+    return check_between(asked, "dimensions", 1, info.dimensions)
 
 
 #: A text search configuration's name as PostgreSQL spells one (no schema, no quoting).
@@ -80,19 +95,17 @@ async def create_collection(
         "overlap_tokens", 0, chunk_tokens // 2,
     )  # fmt: skip
     text_search_config = await _text_search_config(backends, request)
+    shortened = output_dimensions(info, request)
+    dimensions = shortened or info.dimensions
     try:
         created = await store.create_collection(
             backends.pool, tenant, collection_id,
-            model=model, dimensions=info.dimensions, chunk_tokens=chunk_tokens,
+            model=model, dimensions=dimensions, chunk_tokens=chunk_tokens,
             overlap_tokens=overlap_tokens, metadata=metadata,
-            text_search_config=text_search_config,
+            text_search_config=text_search_config, output_dimensions=shortened,
         )  # fmt: skip
     except asyncpg.UndefinedObjectError:
-        raise invalid(
-            "model",
-            f"{model!r} gives vectors of {info.dimensions} dimensions; over"
-            f" {store.MAX_VECTOR_INDEXED} they need pgvector >= 0.7 (halfvec) in the database",
-        ) from None
+        raise needs_halfvec(model, dimensions) from None
     if created is None:
         raise IngestionError(
             IngestionErrorCode.CONFLICT,
@@ -100,6 +113,14 @@ async def create_collection(
             field="collection_id",
         )
     return pb.CreateCollectionResponse(collection=messages.collection(created))
+
+
+def needs_halfvec(model: str, dimensions: int) -> IngestionError:
+    return invalid(
+        "model",
+        f"{model!r} gives vectors of {dimensions} dimensions; over"
+        f" {store.MAX_VECTOR_INDEXED} they need pgvector >= 0.7 (halfvec) in the database",
+    )
 
 
 async def get_collection(

@@ -13,7 +13,7 @@ from ingestion import reembed_store, store
 from ingestion.core import messages
 from ingestion.core.backends import Backends
 from ingestion.core.checks import invalid, not_found
-from ingestion.core.collections import model_info
+from ingestion.core.collections import model_info, needs_halfvec, output_dimensions
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish
 from ingestion.jobs import enqueue_reembed_step
@@ -28,7 +28,11 @@ async def reembed_collection(
     if not request.model:
         raise invalid("model", "must be a model name")
     if request.model == collection["model"]:
-        raise invalid("model", f"the collection is embedded with {request.model!r} already")
+        raise invalid(
+            "model",
+            f"the collection is embedded with {request.model!r} already; a re-embed needs"
+            " another model",
+        )
     info = await model_info(backends, request.model)
     if collection["chunk_tokens"] > info.max_input_tokens - 2:
         raise invalid(
@@ -36,18 +40,16 @@ async def reembed_collection(
             f"{request.model!r} reads at most {info.max_input_tokens} tokens; the collection's"
             f" chunks have up to {collection['chunk_tokens']} (and 2 special tokens)",
         )
+    shortened = output_dimensions(info, request)
+    dimensions = shortened or info.dimensions
     task_id = uuid.uuid4().hex
     try:
         task, running = await reembed_store.start(
             backends.pool, tenant, request.collection_id, task_id,
-            model=info.name, dimensions=info.dimensions,
+            model=info.name, dimensions=dimensions, output_dimensions=shortened,
         )  # fmt: skip
     except asyncpg.UndefinedObjectError:
-        raise invalid(
-            "model",
-            f"{info.name!r} gives vectors of {info.dimensions} dimensions; over"
-            f" {store.MAX_VECTOR_INDEXED} they need pgvector >= 0.7 (halfvec) in the database",
-        ) from None
+        raise needs_halfvec(info.name, dimensions) from None
     if task is None:
         if running is None:
             raise not_found(f"collection {request.collection_id!r}")

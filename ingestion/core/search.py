@@ -62,9 +62,9 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
         raise not_found(f"collection {request.collection_id!r}")
 
     async def by_vector(limit: int) -> tuple[str, list[dict[str, Any]]]:
-        model = collection["model"]
+        model, size = collection["model"], collection["output_dimensions"]
         for _ in range(MODEL_CHANGES):
-            embedded_with, query = await _embed(backends, model, request.query)
+            embedded_with, query = await _embed(backends, model, size, request.query)
             try:
                 rows = await store.vector_search(
                     backends.pool, tenant, request.collection_id, query, model=model,
@@ -73,7 +73,7 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
                 )  # fmt: skip
             except store.ModelChangedError as changed:
                 # A re-embed switched the collection since it was read: the new model's.
-                model = changed.model
+                model, size = changed.model, changed.output_dimensions
                 continue
             return embedded_with, rows
         raise IngestionError(
@@ -103,10 +103,16 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
     )
 
 
-async def _embed(backends: Backends, model: str, query: str) -> tuple[str, list[float]]:
+async def _embed(
+    backends: Backends, model: str, dimensions: int | None, query: str
+) -> tuple[str, list[float]]:
+    """The query's vector from `model` (of `dimensions`, when the collection asks for
+    shortened vectors)."""
     try:
         reply = await backends.embedding.Embed(
-            embedding_pb.EmbedRequest(inputs=[query], model=model, truncate=True),
+            embedding_pb.EmbedRequest(
+                inputs=[query], model=model, truncate=True, dimensions=dimensions
+            ),
             timeout=CALL_TIMEOUT_S,
             metadata=backends.embedding_metadata,
         )

@@ -15,6 +15,9 @@ ALTER TABLE tasks ADD COLUMN kind text NOT NULL DEFAULT 'upload'
     CHECK (kind IN ('upload', 'reembed'));
 ALTER TABLE tasks ADD COLUMN model text;
 ALTER TABLE tasks ADD COLUMN dimensions integer;
+-- The vector size asked of a model that can shorten its vectors (NULL: the model's own).
+ALTER TABLE collections ADD COLUMN output_dimensions integer;
+ALTER TABLE tasks ADD COLUMN output_dimensions integer;
 UPDATE tasks t SET model = c.model, dimensions = c.dimensions FROM collections c
     WHERE c.tenant_id = t.tenant_id AND c.collection_id = t.collection_id;
 

@@ -29,6 +29,7 @@ from embedding.server import EmbeddingServer, create_server
 from embedding.settings import EmbeddingSettings
 from embedding.worker import EmbeddingWorker
 from embedpipe.bundled_model import DEFAULT_MODEL
+from embedpipe.cli import commands
 from ingestion.settings import IngestionSettings
 from tests.support.ingestion_calls import COLLECTIONS, upload_text, wait_task, wait_until
 from tests.support.openai_standin import (
@@ -372,3 +373,65 @@ async def test_an_ingestion_worker_killed_mid_reembed_loses_nothing(
         await connection.close()
     for row in stored:
         assert np.allclose(row["vector"], standin_vector(row["text"]), atol=1e-6)
+
+
+async def test_the_cli_reembeds_a_collection_and_follows_it_to_the_switch(
+    ingestion_api: str,
+    ingestion_worker: None,
+    http: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await ingested_collection(http, ingestion_api, "cli", 2)
+    common = ["--url", ingestion_api, "--api-key", TENANT_KEYS["tenant-a"]]
+    code = await asyncio.to_thread(
+        commands.main, ["reembed", "--collection", "cli", "--model", MODEL, *common]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"switched: 'cli' is searched with {MODEL} now" in out
+    _, collection = await call(http, "GET", f"{ingestion_api}{COLLECTIONS}/cli")
+    assert collection["model"] == MODEL
+    task_id = out.split("(task ")[1].split(")")[0]
+    code = await asyncio.to_thread(commands.main, ["cancel", task_id, *common])
+    captured = capsys.readouterr()
+    assert code == 2 and "the task has ended (completed)" in captured.err, captured
+
+
+async def test_a_model_that_can_shorten_its_vectors_gives_the_size_a_collection_asks(
+    ingestion_api: str,
+    ingestion_worker: None,
+    http: aiohttp.ClientSession,
+    database_url: str,
+) -> None:
+    url = ingestion_api + COLLECTIONS
+    for body in [
+        {"collection_id": "fixed", "dimensions": 100},  # the local model cannot shorten
+        {"collection_id": "long", "model": MODEL, "dimensions": 65},  # over its own 64
+        {"collection_id": "none", "model": MODEL, "dimensions": 0},
+    ]:
+        status, refused = await call(http, "POST", url, body)
+        assert status == 400 and fields_named(refused) == ["dimensions"], refused
+    body = {"collection_id": "short", "model": MODEL, "dimensions": 16, "chunk_tokens": 16}
+    status, created = await call(http, "POST", url, body)
+    assert status == 201 and created["dimensions"] == 16, created
+    accepted = await upload_text(http, ingestion_api, "short", "doc", document(1))
+    assert (await wait_task(http, ingestion_api, accepted["task_id"]))["status"] == "completed"
+    status, found = await call(
+        http, "POST", f"{url}/short/search", {"query": "tides", "mode": "SEARCH_MODE_VECTOR"}
+    )
+    assert status == 200 and found["results"], found
+    for result in found["results"]:
+        expected = float(standin_vector(result["text"], 16) @ standin_vector("tides", 16))
+        assert abs(result["similarity"] - expected) < 1e-4
+
+    # A re-embed can ask for a size too.
+    await ingested_collection(http, ingestion_api, "local", 2)
+    status, task = await call(
+        http, "POST", f"{url}/local/reembed", {"model": MODEL, "dimensions": 48}
+    )
+    assert status == 202, task
+    assert (await wait_task(http, ingestion_api, task["task_id"]))["status"] == "completed"
+    _, collection = await call(http, "GET", f"{url}/local")
+    assert collection["model"] == MODEL and collection["dimensions"] == 48
+    rows = await stored_generations(database_url, "local")
+    assert [(r["generation"], r["size"]) for r in rows] == [(1, 48)]

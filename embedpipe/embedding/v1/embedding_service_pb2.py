@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.embedpipe/embedding/v1/embedding_service.proto\x12\x16\x65mbedpipe.embedding.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x05\x43hunk\x12\x19\n\x08\x63hunk_id\x18\x01 \x01(\tR\x07\x63hunkId\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\"\x8b\x02\n\x19GenerateEmbeddingsRequest\x12\x1f\n\x0b\x64ocument_id\x18\x01 \x01(\tR\ndocumentId\x12#\n\rcollection_id\x18\x02 \x01(\tR\x0c\x63ollectionId\x12\x1b\n\ttenant_id\x18\x03 \x01(\tR\x08tenantId\x12\x35\n\x06\x63hunks\x18\x04 \x03(\x0b\x32\x1d.embedpipe.embedding.v1.ChunkR\x06\x63hunks\x12\x14\n\x05model\x18\x05 \x01(\tR\x05model\x12\x17\n\x07task_id\x18\x06 \x01(\tR\x06taskId\x12%\n\x0e\x63\x61llback_queue\x18\x07 \x01(\tR\rcallbackQueue\"\xab\x02\n\x1aGenerateEmbeddingsResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x43\n\raccepted_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x02\x18\x01R\x0c\x61\x63\x63\x65ptedTime\x12\x17\n\x07task_id\x18\x03 \x01(\tR\x06taskId\x12\x1f\n\x0b\x63hunk_count\x18\x04 \x01(\x05R\nchunkCount\x12\"\n\x0c\x64\x65\x64uplicated\x18\x05 \x01(\x08R\x0c\x64\x65\x64uplicated\x12\x16\n\x06status\x18\x06 \x01(\tR\x06status\x12;\n\x0b\x61\x63\x63\x65pted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nacceptedAt\"\xbd\x01\n\x0c\x45mbedRequest\x12\x16\n\x06inputs\x18\x01 \x03(\tR\x06inputs\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12#\n\ndimensions\x18\x03 \x01(\x05H\x00R\ndimensions\x88\x01\x01\x12!\n\tnormalize\x18\x04 \x01(\x08H\x01R\tnormalize\x88\x01\x01\x12\x1a\n\x08truncate\x18\x05 \x01(\x08R\x08truncateB\r\n\x0b_dimensionsB\x0c\n\n_normalize\"9\n\tEmbedding\x12\x14\n\x05index\x18\x01 \x01(\x05R\x05index\x12\x16\n\x06values\x18\x02 \x03(\x02R\x06values\"O\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\x05R\x0cpromptTokens\x12!\n\x0ctotal_tokens\x18\x02 \x01(\x05R\x0btotalTokens\"\xbd\x01\n\rEmbedResponse\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x1e\n\ndimensions\x18\x02 \x01(\x05R\ndimensions\x12\x41\n\nembeddings\x18\x03 \x03(\x0b\x32!.embedpipe.embedding.v1.EmbeddingR\nembeddings\x12\x33\n\x05usage\x18\x04 \x01(\x0b\x32\x1d.embedpipe.embedding.v1.UsageR\x05usage\"\x13\n\x11ListModelsRequest\"\xd5\x01\n\tModelInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08provider\x18\x02 \x01(\tR\x08provider\x12\x1e\n\ndimensions\x18\x03 \x01(\x05R\ndimensions\x12(\n\x10max_input_tokens\x18\x04 \x01(\x05R\x0emaxInputTokens\x12/\n\x13supports_dimensions\x18\x05 \x01(\x08R\x12supportsDimensions\x12\x1d\n\nis_default\x18\x06 \x01(\x08R\tisDefault\"O\n\x12ListModelsResponse\x12\x39\n\x06models\x18\x01 \x03(\x0b\x32!.embedpipe.embedding.v1.ModelInfoR\x06models2\xca\x02\n\x10\x45mbeddingService\x12{\n\x12GenerateEmbeddings\x12\x31.embedpipe.embedding.v1.GenerateEmbeddingsRequest\x1a\x32.embedpipe.embedding.v1.GenerateEmbeddingsResponse\x12T\n\x05\x45mbed\x12$.embedpipe.embedding.v1.EmbedRequest\x1a%.embedpipe.embedding.v1.EmbedResponse\x12\x63\n\nListModels\x12).embedpipe.embedding.v1.ListModelsRequest\x1a*.embedpipe.embedding.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.embedpipe/embedding/v1/embedding_service.proto\x12\x16\x65mbedpipe.embedding.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x05\x43hunk\x12\x19\n\x08\x63hunk_id\x18\x01 \x01(\tR\x07\x63hunkId\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\"\xbf\x02\n\x19GenerateEmbeddingsRequest\x12\x1f\n\x0b\x64ocument_id\x18\x01 \x01(\tR\ndocumentId\x12#\n\rcollection_id\x18\x02 \x01(\tR\x0c\x63ollectionId\x12\x1b\n\ttenant_id\x18\x03 \x01(\tR\x08tenantId\x12\x35\n\x06\x63hunks\x18\x04 \x03(\x0b\x32\x1d.embedpipe.embedding.v1.ChunkR\x06\x63hunks\x12\x14\n\x05model\x18\x05 \x01(\tR\x05model\x12\x17\n\x07task_id\x18\x06 \x01(\tR\x06taskId\x12%\n\x0e\x63\x61llback_queue\x18\x07 \x01(\tR\rcallbackQueue\x12#\n\ndimensions\x18\x08 \x01(\x05H\x00R\ndimensions\x88\x01\x01\x42\r\n\x0b_dimensions\"\xab\x02\n\x1aGenerateEmbeddingsResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x43\n\raccepted_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x02\x18\x01R\x0c\x61\x63\x63\x65ptedTime\x12\x17\n\x07task_id\x18\x03 \x01(\tR\x06taskId\x12\x1f\n\x0b\x63hunk_count\x18\x04 \x01(\x05R\nchunkCount\x12\"\n\x0c\x64\x65\x64uplicated\x18\x05 \x01(\x08R\x0c\x64\x65\x64uplicated\x12\x16\n\x06status\x18\x06 \x01(\tR\x06status\x12;\n\x0b\x61\x63\x63\x65pted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nacceptedAt\"\xbd\x01\n\x0c\x45mbedRequest\x12\x16\n\x06inputs\x18\x01 \x03(\tR\x06inputs\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12#\n\ndimensions\x18\x03 \x01(\x05H\x00R\ndimensions\x88\x01\x01\x12!\n\tnormalize\x18\x04 \x01(\x08H\x01R\tnormalize\x88\x01\x01\x12\x1a\n\x08truncate\x18\x05 \x01(\x08R\x08truncateB\r\n\x0b_dimensionsB\x0c\n\n_normalize\"9\n\tEmbedding\x12\x14\n\x05index\x18\x01 \x01(\x05R\x05index\x12\x16\n\x06values\x18\x02 \x03(\x02R\x06values\"O\n\x05Usage\x12#\n\rprompt_tokens\x18\x01 \x01(\x05R\x0cpromptTokens\x12!\n\x0ctotal_tokens\x18\x02 \x01(\x05R\x0btotalTokens\"\xbd\x01\n\rEmbedResponse\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x1e\n\ndimensions\x18\x02 \x01(\x05R\ndimensions\x12\x41\n\nembeddings\x18\x03 \x03(\x0b\x32!.embedpipe.embedding.v1.EmbeddingR\nembeddings\x12\x33\n\x05usage\x18\x04 \x01(\x0b\x32\x1d.embedpipe.embedding.v1.UsageR\x05usage\"\x13\n\x11ListModelsRequest\"\xd5\x01\n\tModelInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08provider\x18\x02 \x01(\tR\x08provider\x12\x1e\n\ndimensions\x18\x03 \x01(\x05R\ndimensions\x12(\n\x10max_input_tokens\x18\x04 \x01(\x05R\x0emaxInputTokens\x12/\n\x13supports_dimensions\x18\x05 \x01(\x08R\x12supportsDimensions\x12\x1d\n\nis_default\x18\x06 \x01(\x08R\tisDefault\"O\n\x12ListModelsResponse\x12\x39\n\x06models\x18\x01 \x03(\x0b\x32!.embedpipe.embedding.v1.ModelInfoR\x06models2\xca\x02\n\x10\x45mbeddingService\x12{\n\x12GenerateEmbeddings\x12\x31.embedpipe.embedding.v1.GenerateEmbeddingsRequest\x1a\x32.embedpipe.embedding.v1.GenerateEmbeddingsResponse\x12T\n\x05\x45mbed\x12$.embedpipe.embedding.v1.EmbedRequest\x1a%.embedpipe.embedding.v1.EmbedResponse\x12\x63\n\nListModels\x12).embedpipe.embedding.v1.ListModelsRequest\x1a*.embedpipe.embedding.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNK']._serialized_start=137
   _globals['_CHUNK']._serialized_end=244
   _globals['_GENERATEEMBEDDINGSREQUEST']._serialized_start=247
-  _globals['_GENERATEEMBEDDINGSREQUEST']._serialized_end=514
-  _globals['_GENERATEEMBEDDINGSRESPONSE']._serialized_start=517
-  _globals['_GENERATEEMBEDDINGSRESPONSE']._serialized_end=816
-  _globals['_EMBEDREQUEST']._serialized_start=819
-  _globals['_EMBEDREQUEST']._serialized_end=1008
-  _globals['_EMBEDDING']._serialized_start=1010
-  _globals['_EMBEDDING']._serialized_end=1067
-  _globals['_USAGE']._serialized_start=1069
-  _globals['_USAGE']._serialized_end=1148
-  _globals['_EMBEDRESPONSE']._serialized_start=1151
-  _globals['_EMBEDRESPONSE']._serialized_end=1340
-  _globals['_LISTMODELSREQUEST']._serialized_start=1342
-  _globals['_LISTMODELSREQUEST']._serialized_end=1361
-  _globals['_MODELINFO']._serialized_start=1364
-  _globals['_MODELINFO']._serialized_end=1577
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1579
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1658
-  _globals['_EMBEDDINGSERVICE']._serialized_start=1661
-  _globals['_EMBEDDINGSERVICE']._serialized_end=1991
+  _globals['_GENERATEEMBEDDINGSREQUEST']._serialized_end=566
+  _globals['_GENERATEEMBEDDINGSRESPONSE']._serialized_start=569
+  _globals['_GENERATEEMBEDDINGSRESPONSE']._serialized_end=868
+  _globals['_EMBEDREQUEST']._serialized_start=871
+  _globals['_EMBEDREQUEST']._serialized_end=1060
+  _globals['_EMBEDDING']._serialized_start=1062
+  _globals['_EMBEDDING']._serialized_end=1119
+  _globals['_USAGE']._serialized_start=1121
+  _globals['_USAGE']._serialized_end=1200
+  _globals['_EMBEDRESPONSE']._serialized_start=1203
+  _globals['_EMBEDRESPONSE']._serialized_end=1392
+  _globals['_LISTMODELSREQUEST']._serialized_start=1394
+  _globals['_LISTMODELSREQUEST']._serialized_end=1413
+  _globals['_MODELINFO']._serialized_start=1416
+  _globals['_MODELINFO']._serialized_end=1629
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1631
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1710
+  _globals['_EMBEDDINGSERVICE']._serialized_start=1713
+  _globals['_EMBEDDINGSERVICE']._serialized_end=2043
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ class Chunk(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class GenerateEmbeddingsRequest(_message.Message):
-    __slots__ = ("document_id", "collection_id", "tenant_id", "chunks", "model", "task_id", "callback_queue")
+    __slots__ = ("document_id", "collection_id", "tenant_id", "chunks", "model", "task_id", "callback_queue", "dimensions")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class GenerateEmbeddingsRequest(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CALLBACK_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     collection_id: str
     tenant_id: str
@@ -36,7 +37,8 @@ class GenerateEmbeddingsRequest(_message.Message):
     model: str
     task_id: str
     callback_queue: str
-    def __init__(self, document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ..., model: _Optional[str] = ..., task_id: _Optional[str] = ..., callback_queue: _Optional[str] = ...) -> None: ...
+    dimensions: int
+    def __init__(self, document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ..., model: _Optional[str] = ..., task_id: _Optional[str] = ..., callback_queue: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class GenerateEmbeddingsResponse(_message.Message):
     __slots__ = ("job_id", "accepted_time", "task_id", "chunk_count", "deduplicated", "status", "accepted_at")

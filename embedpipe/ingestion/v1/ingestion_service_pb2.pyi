@@ -21,20 +21,22 @@ SEARCH_MODE_KEYWORD: SearchMode
 SEARCH_MODE_HYBRID: SearchMode
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("collection_id", "model", "chunk_tokens", "overlap_tokens", "metadata", "text_search_config")
+    __slots__ = ("collection_id", "model", "chunk_tokens", "overlap_tokens", "metadata", "text_search_config", "dimensions")
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CHUNK_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_TOKENS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     TEXT_SEARCH_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     collection_id: str
     model: str
     chunk_tokens: int
     overlap_tokens: int
     metadata: _struct_pb2.Struct
     text_search_config: str
-    def __init__(self, collection_id: _Optional[str] = ..., model: _Optional[str] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., text_search_config: _Optional[str] = ...) -> None: ...
+    dimensions: int
+    def __init__(self, collection_id: _Optional[str] = ..., model: _Optional[str] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., text_search_config: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionResponse(_message.Message):
     __slots__ = ("collection",)
@@ -81,12 +83,14 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ReembedCollectionRequest(_message.Message):
-    __slots__ = ("collection_id", "model")
+    __slots__ = ("collection_id", "model", "dimensions")
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     collection_id: str
     model: str
-    def __init__(self, collection_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    dimensions: int
+    def __init__(self, collection_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class ReembedCollectionResponse(_message.Message):
     __slots__ = ("task",)

@@ -21,6 +21,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :model, :string, 5, json_name: "model"
       optional :task_id, :string, 6, json_name: "taskId"
       optional :callback_queue, :string, 7, json_name: "callbackQueue"
+      proto3_optional :dimensions, :int32, 8, json_name: "dimensions"
     end
     add_message "embedpipe.embedding.v1.GenerateEmbeddingsResponse" do
       optional :job_id, :string, 1, json_name: "jobId"

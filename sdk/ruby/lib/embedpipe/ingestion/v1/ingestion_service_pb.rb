@@ -15,6 +15,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       proto3_optional :overlap_tokens, :int32, 4, json_name: "overlapTokens"
       optional :metadata, :message, 5, "google.protobuf.Struct", json_name: "metadata"
       proto3_optional :text_search_config, :string, 6, json_name: "textSearchConfig"
+      proto3_optional :dimensions, :int32, 7, json_name: "dimensions"
     end
     add_message "embedpipe.ingestion.v1.CreateCollectionResponse" do
       optional :collection, :message, 1, "embedpipe.ingestion.v1.Collection", json_name: "collection"
@@ -41,6 +42,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
     add_message "embedpipe.ingestion.v1.ReembedCollectionRequest" do
       optional :collection_id, :string, 1, json_name: "collectionId"
       optional :model, :string, 2, json_name: "model"
+      proto3_optional :dimensions, :int32, 3, json_name: "dimensions"
     end
     add_message "embedpipe.ingestion.v1.ReembedCollectionResponse" do
       optional :task, :message, 1, "embedpipe.ingestion.v1.Task", json_name: "task"

@@ -38,6 +38,21 @@ class ChunkFilter:
     #: Only chunks of these documents, when not empty.
     document_ids: tuple[str, ...] = ()
 
+    @property
+    def indexed(self) -> bool:
+        """Whether an index finds the chunks that pass (one part is enough: the rest is
+        checked on what it finds): containment, document ids, a scalar equality or a few
+        scalar alternatives. Ranges and key tests are checked chunk by chunk."""
+        return bool(self.contains or self.document_ids) or any(
+            (c.test == "equals" and _scalar(c.value))
+            or (
+                c.test == "any_of"
+                and len(c.value) <= MAX_INDEXED_VALUES
+                and all(_scalar(v) for v in c.value)
+            )
+            for c in self.conditions
+        )
+
 
 class SqlParameters:
     """The parameters of one statement, numbered as they are added."""

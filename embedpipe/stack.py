@@ -1,7 +1,8 @@
 """`python -m embedpipe.stack` (or `make up`): the whole stack on embedded defaults.
 
-Starts a private redis-server (append-only) and a private PostgreSQL with pgvector, data
-under `EMBEDPIPE_DATA_DIR`, unless `REDIS_URL` / `DATABASE_URL` are set; then the embedding
+Starts a private redis-server (append-only, each write on disk before it is answered) and a
+private PostgreSQL with pgvector, data under `EMBEDPIPE_DATA_DIR` (else the user's data
+folder: embedpipe/data_dir.py), unless `REDIS_URL` / `DATABASE_URL` are set; then the embedding
 server, `EMBEDDING_WORKERS` workers, the HTTP gateway, the ingestion API and
 `INGESTION_WORKERS` ingestion workers, all on the bundled local model: no vendor key, no
 network. Unless API keys are
@@ -29,6 +30,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from embedpipe.auth import SERVICE_TENANT, hash_key, new_key
+from embedpipe.data_dir import VARIABLE as DATA_DIR_VARIABLE
+from embedpipe.data_dir import data_dir
 from embedpipe.envconfig import read_env, settings_or_exit, variable
 from embedpipe.logs import configure_logging
 from embedpipe.postgres_server import PostgresServer
@@ -162,7 +165,9 @@ def _stop_all(services: list[Service]) -> None:
 class StackSettings:
     """What `make up` itself reads; every service reads its own settings too."""
 
-    data_dir: Annotated[Path, variable("EMBEDPIPE_DATA_DIR")] = Path("data")
+    data_dir: Annotated[Path, variable(DATA_DIR_VARIABLE)] = field(
+        default_factory=lambda: data_dir({})
+    )
     redis_port: Annotated[int, variable("EMBEDPIPE_REDIS_PORT", ge=0, le=65535)] = 0
     embedding_workers: Annotated[int, variable("EMBEDDING_WORKERS", ge=1)] = 1
     embedding_servers: Annotated[int, variable("EMBEDDING_SERVERS", ge=1)] = 1
@@ -182,7 +187,9 @@ def _start_infrastructure(
     redis: RedisServer | None = None
     postgres: PostgresServer | None = None
     if not env.get("REDIS_URL"):
-        redis = RedisServer(data_dir / "redis", port=redis_port)
+        # Durable accepts: an accepted job is on disk before the gateway answers 202, so it
+        # outlives a machine crash too (README, Guarantees).
+        redis = RedisServer(data_dir / "redis", port=redis_port, appendfsync="always")
         redis.start()
         env["REDIS_URL"] = redis.url
         log.info("private redis-server url=%s data=%s", redis.url, redis.data_dir)
@@ -206,7 +213,7 @@ def main() -> int:
     env = dict(os.environ)
     settings = settings_or_exit(lambda: read_env(StackSettings, env))
     configure_logging(settings.log_level)
-    data_dir = settings.data_dir.resolve()
+    folder = settings.data_dir.resolve()
     servers, grpc_port = settings.embedding_servers, settings.grpc_port
     gateway_port, ingestion_port = settings.gateway_port, settings.ingestion_port
 
@@ -220,7 +227,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    redis, postgres, dev_key = _start_infrastructure(env, data_dir, settings.redis_port)
+    try:
+        redis, postgres, dev_key = _start_infrastructure(env, folder, settings.redis_port)
+    except FileNotFoundError as exc:  # no redis-server: how to get one
+        log.error("%s", exc)
+        return 1
     env["EMBEDDING_GRPC_PORT"] = str(grpc_port)
     # Several embedding servers (EMBEDDING_SERVERS) listen on consecutive ports; the gateway
     # spreads its calls over them round-robin.
@@ -247,7 +258,7 @@ def main() -> int:
         ):
             log.error("the stack did not become ready; see the logs above")
             return 1
-        print(_banner(env, data_dir, dev_key, postgres is not None), flush=True)
+        print(_banner(env, folder, dev_key, postgres is not None), flush=True)
         while not stopping:
             for service in services:
                 code = service.process.poll() if service.process else None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from embedpipe.data_dir import data_dir
 
 DEFAULT_URL = "http://127.0.0.1:8090"
 API_PREFIX = "/api/v1"
@@ -21,8 +22,8 @@ LIST_PAGE_SIZE = 1000
 DEV_KEY_FILE = "dev-api-key"
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 KEY_HINT = (
-    "pass one with --api-key KEY or EMBEDPIPE_API_KEY (make up keeps its dev key in "
-    "data/dev-api-key)"
+    "pass one with --api-key KEY or EMBEDPIPE_API_KEY (embedpipe up keeps its dev key in "
+    "dev-api-key in its data folder, ~/.local/share/embedpipe unless EMBEDPIPE_DATA_DIR)"
 )
 
 
@@ -52,10 +53,10 @@ def default_url(env: Mapping[str, str]) -> str:
 
 
 def default_api_key(env: Mapping[str, str]) -> str | None:
-    """`EMBEDPIPE_API_KEY`, else the dev key `make up` keeps under `EMBEDPIPE_DATA_DIR`."""
+    """`EMBEDPIPE_API_KEY`, else the dev key `embedpipe up` keeps in its data folder."""
     if key := env.get("EMBEDPIPE_API_KEY", "").strip():
         return key
-    path = Path(env.get("EMBEDPIPE_DATA_DIR") or "data") / DEV_KEY_FILE
+    path = data_dir(env) / DEV_KEY_FILE
     try:
         return path.read_text().strip() or None
     except OSError:

@@ -1,6 +1,7 @@
 """The `embedpipe` commands: parsing the command line and running the command.
 
     embedpipe up                                     run the whole stack (make up)
+    embedpipe --version
     embedpipe ingest PATH... --collection NAME       upload files and folders, live progress
     embedpipe search "query" --collection NAME       ranked chunks
     embedpipe status TASK_ID | collections | documents --collection NAME
@@ -20,6 +21,8 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 
 from embedpipe.cli import changes, views
 from embedpipe.cli.api import CliError, default_api_key, default_url, open_client
@@ -93,12 +96,21 @@ def _add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     cancel.add_argument("task_id", metavar="TASK_ID")
 
 
+def version() -> str:
+    """The installed package's version."""
+    try:
+        return installed_version("embedpipe")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embedpipe",
         description="Ingest documents into embedpipe and search them.",
         parents=[_global_options(with_defaults=True)],
     )
+    parser.add_argument("--version", action="version", version=f"embedpipe {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_commands(commands)
     return parser

@@ -298,11 +298,19 @@ def test_document_ids_are_valid_and_stable() -> None:
     assert document_id_for(long_path) != document_id_for(PurePosixPath("a" * 99, "b" * 100 + ".md"))
 
 
-def test_default_api_key_from_environment_then_dev_key_file(tmp_path: Path) -> None:
+def test_default_api_key_from_environment_then_dev_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "dev-api-key").write_text("dev-key\n")
     assert default_api_key({"EMBEDPIPE_API_KEY": "env-key"}) == "env-key"
     assert default_api_key({"EMBEDPIPE_DATA_DIR": str(tmp_path)}) == "dev-key"
     assert default_api_key({"EMBEDPIPE_DATA_DIR": str(tmp_path / "none")}) is None
+    # Without EMBEDPIPE_DATA_DIR: the user's data folder, where `embedpipe up` keeps it.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    assert default_api_key({}) is None
+    (tmp_path / "share" / "embedpipe").mkdir(parents=True)
+    (tmp_path / "share" / "embedpipe" / "dev-api-key").write_text("user-key\n")
+    assert default_api_key({}) == "user-key"
 
 
 class FakeTty(io.StringIO):

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingestion.db import Pool
-from ingestion.store import REEMBED, TERMINAL, UPLOAD, as_row, as_rows, create_hnsw_index
+from ingestion.store import (
+    REEMBED,
+    TERMINAL,
+    UPLOAD,
+    as_row,
+    as_rows,
+    create_hnsw_index,
+    locked_task,
+)
 
 
 async def start(
@@ -75,10 +83,7 @@ async def step(pool: Pool, tenant_id: str, task_id: str) -> Step:
     locked): run after every change that may complete the re-embed, and again whenever.
     """
     async with pool.acquire() as connection, connection.transaction():
-        task = await connection.fetchrow(
-            "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
-            tenant_id, task_id,
-        )  # fmt: skip
+        task = await locked_task(connection, tenant_id, task_id)
         if task is None or task["status"] in TERMINAL:
             return Step(as_row(task))
         key = (tenant_id, task["collection_id"])

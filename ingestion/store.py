@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import numpy as np
@@ -343,6 +343,37 @@ async def stage_chunks(
         )  # fmt: skip
 
 
+#: A connection of the pool (generic in the stubs only: a name for the annotations).
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+
+async def locked_task(
+    connection: Connection, tenant_id: str, task_id: str
+) -> asyncpg.Record | None:
+    """The task, locked until the transaction ends."""
+    task: asyncpg.Record | None = await connection.fetchrow(
+        "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE", tenant_id, task_id
+    )
+    return task
+
+
+async def _collection_then_task(
+    connection: Connection, tenant_id: str, task_id: str, *, exclusive: bool
+) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
+    """The task's collection locked (shared, or `exclusive`), then the task locked: in the
+    order a re-embed's step locks them (the collection, then the tasks it resets)."""
+    collection_id = await connection.fetchval(
+        "SELECT collection_id FROM tasks WHERE tenant_id = $1 AND task_id = $2",
+        tenant_id, task_id,
+    )  # fmt: skip
+    collection = await connection.fetchrow(
+        "SELECT * FROM collections WHERE tenant_id = $1 AND collection_id = $2"
+        f" FOR {'UPDATE' if exclusive else 'SHARE'}",
+        tenant_id, collection_id,
+    )  # fmt: skip
+    return collection, await locked_task(connection, tenant_id, task_id)
+
+
 async def embedding_model(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | None:
     """The task, its chunks to be embedded with the collection's model now (`model`,
     `dimensions` and `output_dimensions` of the row); None once it has ended.
@@ -352,20 +383,10 @@ async def embedding_model(pool: Pool, tenant_id: str, task_id: str) -> dict[str,
     collection in between), those vectors are dropped: a task's vectors are of one model.
     """
     async with pool.acquire() as connection, connection.transaction():
-        collection_id = await connection.fetchval(
-            "SELECT collection_id FROM tasks WHERE tenant_id = $1 AND task_id = $2",
-            tenant_id, task_id,
-        )  # fmt: skip
         # Shared: no re-embed switches the collection's model until this is committed.
-        collection = await connection.fetchrow(
-            "SELECT model, dimensions, output_dimensions FROM collections WHERE tenant_id = $1"
-            " AND collection_id = $2 FOR SHARE",
-            tenant_id, collection_id,
-        )  # fmt: skip
-        task = await connection.fetchrow(
-            "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
-            tenant_id, task_id,
-        )  # fmt: skip
+        collection, task = await _collection_then_task(
+            connection, tenant_id, task_id, exclusive=False
+        )
         if collection is None or task is None or task["status"] in TERMINAL:
             return None
         if task["model"] == collection["model"]:
@@ -380,7 +401,8 @@ async def embedding_model(pool: Pool, tenant_id: str, task_id: str) -> dict[str,
             "UPDATE tasks SET model = $3, dimensions = $4, output_dimensions = $5,"
             " chunks_embedded = 0, updated_at = now() WHERE tenant_id = $1 AND task_id = $2"
             " RETURNING *",
-            tenant_id, task_id, *collection,
+            tenant_id, task_id, collection["model"], collection["dimensions"],
+            collection["output_dimensions"],
         )  # fmt: skip
     return as_row(record)
 
@@ -415,10 +437,7 @@ async def store_embeddings(
     next step (reembed_store.step) decides.
     """
     async with pool.acquire() as connection, connection.transaction():
-        task = await connection.fetchrow(
-            "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
-            tenant_id, task_id,
-        )  # fmt: skip
+        task = await locked_task(connection, tenant_id, task_id)
         if task is None or task["status"] in TERMINAL:
             return StoreResult(0, as_row(task))
         if task["model"] is None or model not in (None, task["model"]):
@@ -467,22 +486,12 @@ async def promote(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] | 
     transaction with dropping the previous ones: search never sees a half-updated document.
     Idempotent: a task already completed is returned as it is."""
     async with pool.acquire() as connection, connection.transaction():
-        collection_id = await connection.fetchval(
-            "SELECT collection_id FROM tasks WHERE tenant_id = $1 AND task_id = $2",
-            tenant_id, task_id,
-        )  # fmt: skip
-        # The collection first, as a re-embed's step locks it (then the tasks it resets).
-        generation = await connection.fetchval(
-            "SELECT generation FROM collections WHERE tenant_id = $1 AND collection_id = $2"
-            " FOR UPDATE",
-            tenant_id, collection_id,
-        )  # fmt: skip
-        task = await connection.fetchrow(
-            "SELECT * FROM tasks WHERE tenant_id = $1 AND task_id = $2 FOR UPDATE",
-            tenant_id, task_id,
-        )  # fmt: skip
-        if task is None or task["status"] != TaskStatus.STORING:
+        collection, task = await _collection_then_task(
+            connection, tenant_id, task_id, exclusive=True
+        )
+        if collection is None or task is None or task["status"] != TaskStatus.STORING:
             return as_row(task)
+        generation = collection["generation"]
         key = (tenant_id, task["collection_id"], task["document_id"])
         await connection.execute(
             # Only the live (searchable) chunks, of every generation (a re-embed's copies
@@ -625,11 +634,23 @@ async def vector_search(
         )
         compared = f"{_indexed_kind(dimensions) or 'vector'}({dimensions})"
         distance = f"embedding::{compared} <=> ($3::vector)::{compared}"
-        if (
-            iterative
-            and collection_chunks > EXACT_BELOW
-            and not await _few_pass(connection, tenant_id, collection_id, collection, chunk_filter)
-        ):
+        if iterative and collection_chunks > EXACT_BELOW and chunk_filter.indexed:
+            # An index finds the chunks that pass: when few do, the exact search over them
+            # is quicker than the walk, which meets one of them in a hundred tuples or more
+            # (bench/search: containment keeping 1% of a collection of 100,000 chunks,
+            # p99 54 ms walking, ... exact).
+            records = await connection.fetch(
+                f"WITH matching AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
+                f" WHERE {where} LIMIT {EXACT_BELOW + 1}) SELECT {_SEARCH_COLUMNS},"
+                f" 1 - ({distance}) AS score, (SELECT count(*) FROM matching) AS passing"
+                f" FROM matching ORDER BY {distance} LIMIT $4",
+                *parameters.values,
+            )
+            if not records or records[0]["passing"] <= EXACT_BELOW:
+                return [
+                    {k: v for k, v in row.items() if k != "passing"} for row in as_rows(records)
+                ]
+        if iterative and collection_chunks > EXACT_BELOW:
             # Measured on bench/search's 200,000 chunks: ef_search 400 took recall@10 of
             # collections of 10% of the table from 0.89 (100) to 0.985, p99 15 -> 22 ms;
             # relaxed order (re-sorted here) kept filtered 1% shares at 0.98 (strict: 0.95).
@@ -663,28 +684,6 @@ async def vector_search(
 #: Collections of at most this many chunks are searched exactly: 2,000 took 11 ms on the
 #: 200,000 chunks of bench/search, as the index walk did.
 EXACT_BELOW = 2000
-
-
-async def _few_pass(
-    connection: PoolConnectionProxy[asyncpg.Record],
-    tenant_id: str,
-    collection_id: str,
-    collection: asyncpg.Record,
-    chunk_filter: ChunkFilter,
-) -> bool:
-    """Whether at most EXACT_BELOW chunks pass a filter an index finds them by: then the
-    exact search over them is quicker than walking the HNSW index, which meets one of
-    them in a hundred tuples or more (bench/search: a containment filter keeping 1% of a
-    collection of 100,000, p99 54 ms walking; counted first and exact, ...)."""
-    if not chunk_filter.indexed:
-        return False
-    parameters = SqlParameters(tenant_id, collection_id)
-    where = f"{_scope(collection, parameters)} AND {filter_sql(chunk_filter, parameters)}"
-    passing = await connection.fetchval(
-        f"SELECT count(*) FROM (SELECT FROM chunks WHERE {where} LIMIT {EXACT_BELOW + 1}) AS p",
-        *parameters.values,
-    )
-    return bool(passing <= EXACT_BELOW)
 
 
 def _scope(collection: asyncpg.Record, parameters: SqlParameters) -> str:

@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
-import grpc
 import numpy as np
 import pytest
 
 from embedding.providers.openai_api import OpenAIProvider
 from embedding.providers.registry import ProviderRegistry
-from embedding.server import EmbeddingServer, create_server
+from embedding.server import EmbeddingServer
 from embedding.settings import EmbeddingSettings, ModelSpec
 from embedding.worker import EmbeddingWorker
 from ingestion import store
@@ -24,7 +23,7 @@ from ingestion.chunk_filter import ChunkFilter
 from ingestion.db import Pool, connect
 from tests.support.ingestion_calls import COLLECTIONS, wait_task
 from tests.support.openai_standin import API_KEY, running_standin, standin_vector
-from tests.support.services import running_worker, wait_serving
+from tests.support.services import running_worker, serving_models
 from tests.support.tenants import bearer
 
 DIMENSIONS = 3072
@@ -134,14 +133,9 @@ async def large_model() -> AsyncIterator[OpenAIProvider]:
 async def auth_server(
     auth_settings: EmbeddingSettings, large_model: OpenAIProvider, redis: object
 ) -> AsyncIterator[EmbeddingServer]:
-    server, port = await create_server(
-        auth_settings, registry=ProviderRegistry({LARGE: large_model}, LARGE)
-    )
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        await wait_serving(channel)
-    yield server
-    await server.stop(0.5)
+    registry = ProviderRegistry({LARGE: large_model}, LARGE)
+    async with serving_models(auth_settings, registry) as (server, _):
+        yield server
 
 
 @pytest.fixture

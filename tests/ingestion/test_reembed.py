@@ -18,14 +18,13 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import grpc
 import numpy as np
 import pytest
 
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.openai_api import OpenAIProvider
 from embedding.providers.registry import ProviderRegistry
-from embedding.server import EmbeddingServer, create_server
+from embedding.server import EmbeddingServer
 from embedding.settings import EmbeddingSettings
 from embedding.worker import EmbeddingWorker
 from embedpipe.bundled_model import DEFAULT_MODEL
@@ -41,7 +40,7 @@ from tests.support.openai_standin import (
     standin_vector,
 )
 from tests.support.processes import Child, Children, service_env, wait_ready
-from tests.support.services import running_worker, wait_serving
+from tests.support.services import running_worker, serving_models
 from tests.support.tenants import TENANT_KEYS, bearer
 
 TOPICS = ["owls", "tides", "volcanoes", "glaciers", "bees", "comets", "coral", "deserts"]
@@ -79,12 +78,8 @@ def registry(local_provider: LocalOnnxProvider, new_model: OpenAIProvider) -> Pr
 async def auth_server(
     auth_settings: EmbeddingSettings, registry: ProviderRegistry, redis: object
 ) -> AsyncIterator[EmbeddingServer]:
-    server, port = await create_server(auth_settings, registry=registry)
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        await wait_serving(channel)
-    yield server
-    await server.stop(0.5)
+    async with serving_models(auth_settings, registry) as (server, _):
+        yield server
 
 
 @pytest.fixture

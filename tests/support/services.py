@@ -70,6 +70,16 @@ async def serving_embedding(
     """An embedding server on `settings` serving `model` as the default model, once it
     says SERVING; yields it and a channel to it, and stops it on exit."""
     registry = ProviderRegistry({DEFAULT_MODEL: model}, DEFAULT_MODEL)
+    async with serving_models(settings, registry) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving_models(
+    settings: EmbeddingSettings, registry: ProviderRegistry
+) -> AsyncIterator[tuple[EmbeddingServer, grpc.aio.Channel]]:
+    """An embedding server on `settings` serving the models of `registry`, once it says
+    SERVING; yields it and a channel to it, and stops it on exit."""
     server, port = await create_server(settings, registry=registry)
     await server.start()
     try:

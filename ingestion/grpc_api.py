@@ -29,7 +29,7 @@ from ingestion.core.backends import Backends
 from ingestion.core.checks import invalid
 from ingestion.core.documents import FileBuffer
 from ingestion.core.failures import as_ingestion_error
-from ingestion.errors import IngestionErrorCode
+from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.settings import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -113,12 +113,17 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         collection = await documents.collection_for_upload(
             self.backends, tenant, header.collection_id
         )
+        limit = self.backends.settings.max_upload_bytes
         file: FileBuffer | None = None
         async for part in request_iterator:
             if not part.HasField("file"):
                 raise invalid("header", "send the header once, in the first message")
-            file = file or FileBuffer(self.backends.settings.max_upload_bytes)
-            file.add(part.file)
+            file = file or FileBuffer(limit)
+            try:
+                file.add(part.file)
+            except IngestionError:
+                await _drain(request_iterator, limit)
+                raise
         return await documents.upload_document(self.backends, tenant, collection, header, file)
 
     async def ListDocuments(
@@ -152,6 +157,17 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
 
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
         return await search.search(self.backends, current_tenant(), request)
+
+
+async def _drain(parts: AsyncIterator[pb.UploadDocumentRequest], limit: int) -> None:
+    """Read and drop what a refused upload still sends, up to `limit` bytes more: answered
+    while it is still sending, a client may see the stream reset (INTERNAL) instead of our
+    status."""
+    dropped = 0
+    async for part in parts:
+        dropped += part.ByteSize()
+        if dropped > limit:
+            return
 
 
 @dataclass

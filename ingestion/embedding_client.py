@@ -9,7 +9,7 @@ come back later on `callback_queue`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -88,6 +88,31 @@ class EmbeddingClient:
                 f"embedding service unavailable after {self.retry.max_attempts} attempts ({exc})",
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def send_document(
+        self,
+        task: Mapping[str, Any],
+        document_id: str,
+        chunks: Sequence[dict[str, Any]],
+        *,
+        per_request: int,
+        callback_queue: str,
+    ) -> int:
+        """A document's chunks in requests of at most `per_request`, under the task and
+        with the model and vector size it names (`model`, `output_dimensions`); how many
+        requests."""
+        for start in range(0, len(chunks), per_request):
+            await self.generate_embeddings(
+                tenant_id=task["tenant_id"],
+                collection_id=task["collection_id"],
+                document_id=document_id,
+                task_id=task["task_id"],
+                model=task["model"],
+                chunks=chunks[start : start + per_request],
+                callback_queue=callback_queue,
+                dimensions=task["output_dimensions"],
+            )
+        return -(-len(chunks) // per_request)
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -94,7 +94,7 @@ class Reembedding:
     async def send_unembedded(self, task: dict[str, Any]) -> int:
         """Send the task's chunks that have no vector yet, with its model, in bounded
         requests of one document's chunks each; how many were sent."""
-        size, sent = self.settings.request_chunks, 0
+        sent = 0
         after = ("", "")
         while rows := await reembed_store.unembedded_chunks(
             self.pool, task["tenant_id"], task["task_id"], after=after, limit=PAGE
@@ -104,17 +104,11 @@ class Reembedding:
                     {"chunk_id": r["chunk_id"], "text": r["text"], "metadata": r["metadata"]}
                     for r in of_document
                 ]
-                for start in range(0, len(chunks), size):
-                    await self.client.generate_embeddings(
-                        tenant_id=task["tenant_id"],
-                        collection_id=task["collection_id"],
-                        document_id=document_id,
-                        task_id=task["task_id"],
-                        model=task["model"],
-                        chunks=chunks[start : start + size],
-                        callback_queue=self.settings.callback_queue,
-                        dimensions=task["output_dimensions"],
-                    )
+                await self.client.send_document(
+                    task, document_id, chunks,
+                    per_request=self.settings.request_chunks,
+                    callback_queue=self.settings.callback_queue,
+                )  # fmt: skip
                 sent += len(chunks)
             after = (rows[-1]["document_id"], rows[-1]["chunk_id"])
         return sent

@@ -29,6 +29,10 @@ UPLOAD = "upload"
 REEMBED = "reembed"
 
 
+#: A connection of the pool (generic in the stubs only: a name for the annotations).
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+
 def as_row(record: asyncpg.Record | None) -> dict[str, Any] | None:
     """A row as a dict; metadata parsed, times as aware datetimes."""
     if record is None:
@@ -74,9 +78,7 @@ async def create_collection(
     return as_row(record)
 
 
-async def create_hnsw_index(
-    connection: PoolConnectionProxy[asyncpg.Record], dimensions: int
-) -> None:
+async def create_hnsw_index(connection: Connection, dimensions: int) -> None:
     """The HNSW index of the vectors of that size, unless it exists: one per size, all
     tenants' chunks; a collection's vectors are all of one size."""
     if kind := _indexed_kind(dimensions):
@@ -343,10 +345,6 @@ async def stage_chunks(
         )  # fmt: skip
 
 
-#: A connection of the pool (generic in the stubs only: a name for the annotations).
-Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
-
-
 async def locked_task(
     connection: Connection, tenant_id: str, task_id: str
 ) -> asyncpg.Record | None:
@@ -448,7 +446,7 @@ async def store_embeddings(
             return StoreResult(
                 0,
                 as_row(task),
-                refused=f"vectors of {sorted(wrong)} dimensions; {model} gives {expected}",
+                refused=f"vectors of {sorted(wrong)} dimensions; {task['model']} gives {expected}",
             )
         # One statement for the whole callback, not a round trip per chunk.
         status = await connection.execute(

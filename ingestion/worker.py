@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -24,7 +23,7 @@ from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamConsumer, StreamEntry
 from embedpipe.task_status import TaskStatus
 from ingestion import store
-from ingestion.chunking import Chunk, Chunker
+from ingestion.chunking import Chunker
 from ingestion.db import DATABASE_UNAVAILABLE, Pool, database_unavailable
 from ingestion.embedding_client import EmbeddingClient
 from ingestion.errors import IngestionError, IngestionErrorCode
@@ -200,37 +199,14 @@ class IngestionWorker:
         if embedding is None:
             return  # ended meanwhile (cancelled, its document deleted)
         await publish(self.redis, self.keys, embedding)
-        await self._send(fields, embedding, chunks, staged)
-
-    async def _send(
-        self,
-        fields: dict[str, str],
-        embedding: dict[str, Any],
-        chunks: list[Chunk],
-        staged: list[store.StagedChunk],
-    ) -> None:
-        """Send the chunks in bounded requests, all under the one task, for the model (and
-        vector size) `embedding` (the task) names."""
-        size = self.settings.request_chunks
-        for start in range(0, len(chunks), size):
-            part = [
-                {"chunk_id": s.chunk_id, "text": s.text, "metadata": s.metadata}
-                for s in staged[start : start + size]
-            ]
-            await self.client.generate_embeddings(
-                tenant_id=fields["tenant_id"],
-                collection_id=fields["collection_id"],
-                document_id=fields["document_id"],
-                task_id=fields["task_id"],
-                model=embedding["model"],
-                chunks=part,
-                callback_queue=self.settings.callback_queue,
-                dimensions=embedding["output_dimensions"],
-            )
-        log.info(
-            "chunks sent task_id=%s chunks=%d requests=%d",
-            fields["task_id"], len(chunks), -(-len(chunks) // size),
-        )  # fmt: skip
+        requests = await self.client.send_document(
+            embedding,
+            fields["document_id"],
+            [{"chunk_id": s.chunk_id, "text": s.text, "metadata": s.metadata} for s in staged],
+            per_request=self.settings.request_chunks,
+            callback_queue=self.settings.callback_queue,
+        )
+        log.info("chunks sent task_id=%s chunks=%d requests=%d", task_id, len(staged), requests)
 
 
 async def run_worker(settings: IngestionSettings, stop: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from embedding.errors import ErrorCode
@@ -29,6 +30,7 @@ def _envelope(request: pb.GenerateEmbeddingsRequest, job_id: str, status: str) -
         "status": status,
         "job_id": job_id,
         "model": request.model,
+        "pushed_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
 
 

@@ -31,7 +31,7 @@ SEED_SUCCESS_FIELDS = {
     "status",
     "embeddings",
 }
-EXTRA_FIELDS = {"job_id", "model", "dimensions", "usage"}
+EXTRA_FIELDS = {"job_id", "model", "dimensions", "usage", "pushed_at"}
 SCHEMA: dict[str, Any] = json.loads((REPO / "docs" / "callback.schema.json").read_text())
 
 

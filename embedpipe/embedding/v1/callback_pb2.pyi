@@ -1,4 +1,7 @@
+import datetime
+
 from embedpipe.embedding.v1 import embedding_service_pb2 as _embedding_service_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbeddingCallback(_message.Message):
-    __slots__ = ("task_id", "document_id", "collection_id", "tenant_id", "status", "embeddings", "error_message", "error_code", "job_id", "model", "dimensions", "usage")
+    __slots__ = ("task_id", "document_id", "collection_id", "tenant_id", "status", "embeddings", "error_message", "error_code", "job_id", "model", "dimensions", "usage", "pushed_at")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +24,7 @@ class EmbeddingCallback(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    PUSHED_AT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     document_id: str
     collection_id: str
@@ -33,7 +37,8 @@ class EmbeddingCallback(_message.Message):
     model: str
     dimensions: int
     usage: _embedding_service_pb2.Usage
-    def __init__(self, task_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[ChunkEmbedding, _Mapping]]] = ..., error_message: _Optional[str] = ..., error_code: _Optional[str] = ..., job_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., usage: _Optional[_Union[_embedding_service_pb2.Usage, _Mapping]] = ...) -> None: ...
+    pushed_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[ChunkEmbedding, _Mapping]]] = ..., error_message: _Optional[str] = ..., error_code: _Optional[str] = ..., job_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., usage: _Optional[_Union[_embedding_service_pb2.Usage, _Mapping]] = ..., pushed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ChunkEmbedding(_message.Message):
     __slots__ = ("chunk_id", "embedding")

@@ -4,6 +4,7 @@
 require 'google/protobuf'
 
 require 'embedpipe/embedding/v1/embedding_service_pb'
+require 'google/protobuf/timestamp_pb'
 
 Google::Protobuf::DescriptorPool.generated_pool.build do
   add_file("embedpipe/embedding/v1/callback.proto", :syntax => :proto3) do
@@ -20,6 +21,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :model, :string, 10, json_name: "model"
       optional :dimensions, :int32, 11, json_name: "dimensions"
       optional :usage, :message, 12, "embedpipe.embedding.v1.Usage", json_name: "usage"
+      optional :pushed_at, :message, 13, "google.protobuf.Timestamp", json_name: "pushedAt"
     end
     add_message "embedpipe.embedding.v1.ChunkEmbedding" do
       optional :chunk_id, :string, 1, json_name: "chunkId"

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Usage } from "./embedding_service_pb.js";
 import { file_embedpipe_embedding_v1_embedding_service } from "./embedding_service_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file embedpipe/embedding/v1/callback.proto.
  */
 export const file_embedpipe_embedding_v1_callback: GenFile = /*@__PURE__*/
-  fileDesc("CiVlbWJlZHBpcGUvZW1iZWRkaW5nL3YxL2NhbGxiYWNrLnByb3RvEhZlbWJlZHBpcGUuZW1iZWRkaW5nLnYxIrsCChFFbWJlZGRpbmdDYWxsYmFjaxIPCgd0YXNrX2lkGAEgASgJEhMKC2RvY3VtZW50X2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSEQoJdGVuYW50X2lkGAQgASgJEg4KBnN0YXR1cxgFIAEoCRI6CgplbWJlZGRpbmdzGAYgAygLMiYuZW1iZWRwaXBlLmVtYmVkZGluZy52MS5DaHVua0VtYmVkZGluZxIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhIKCmVycm9yX2NvZGUYCCABKAkSDgoGam9iX2lkGAkgASgJEg0KBW1vZGVsGAogASgJEhIKCmRpbWVuc2lvbnMYCyABKAUSLAoFdXNhZ2UYDCABKAsyHS5lbWJlZHBpcGUuZW1iZWRkaW5nLnYxLlVzYWdlIjUKDkNodW5rRW1iZWRkaW5nEhAKCGNodW5rX2lkGAEgASgJEhEKCWVtYmVkZGluZxgCIAMoAmIGcHJvdG8z", [file_embedpipe_embedding_v1_embedding_service]);
+  fileDesc("CiVlbWJlZHBpcGUvZW1iZWRkaW5nL3YxL2NhbGxiYWNrLnByb3RvEhZlbWJlZHBpcGUuZW1iZWRkaW5nLnYxIuoCChFFbWJlZGRpbmdDYWxsYmFjaxIPCgd0YXNrX2lkGAEgASgJEhMKC2RvY3VtZW50X2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSEQoJdGVuYW50X2lkGAQgASgJEg4KBnN0YXR1cxgFIAEoCRI6CgplbWJlZGRpbmdzGAYgAygLMiYuZW1iZWRwaXBlLmVtYmVkZGluZy52MS5DaHVua0VtYmVkZGluZxIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhIKCmVycm9yX2NvZGUYCCABKAkSDgoGam9iX2lkGAkgASgJEg0KBW1vZGVsGAogASgJEhIKCmRpbWVuc2lvbnMYCyABKAUSLAoFdXNhZ2UYDCABKAsyHS5lbWJlZHBpcGUuZW1iZWRkaW5nLnYxLlVzYWdlEi0KCXB1c2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNQoOQ2h1bmtFbWJlZGRpbmcSEAoIY2h1bmtfaWQYASABKAkSEQoJZW1iZWRkaW5nGAIgAygCYgZwcm90bzM", [file_embedpipe_embedding_v1_embedding_service, file_google_protobuf_timestamp]);
 
 /**
  * EmbeddingCallback is the result of a GenerateEmbeddings job, serialized as JSON
@@ -103,6 +105,14 @@ export type EmbeddingCallback = Message<"embedpipe.embedding.v1.EmbeddingCallbac
    * @generated from field: embedpipe.embedding.v1.Usage usage = 12;
    */
   usage?: Usage | undefined;
+
+  /**
+   * When the worker pushed this callback (RFC 3339, UTC, milliseconds). With the time its
+   * vectors are stored it is the callback's lag (embedpipe_callback_lag_seconds).
+   *
+   * @generated from field: google.protobuf.Timestamp pushed_at = 13;
+   */
+  pushedAt?: Timestamp | undefined;
 };
 
 /**

@@ -28,6 +28,7 @@ from embedding.keys import EmbeddingKeys
 from embedding.settings import EmbeddingSettings
 from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
+from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.redis_conn import connect
 from embedpipe.signals import stop_on_signals
 
@@ -43,8 +44,10 @@ async def run_worker(settings: EmbeddingSettings) -> None:
     await registry.load_all()
     redis = connect(settings.redis_url, longest_block_s=settings.worker.block_ms / 1000)
     stop = stop_on_signals()
+    metrics = ProcessMetrics()
     try:
-        await EmbeddingWorker(settings, registry, redis).run(stop)
+        async with serving_metrics(metrics, settings.metrics):
+            await EmbeddingWorker(settings, registry, redis, metrics).run(stop)
     finally:
         await registry.close_all()
         await redis.aclose()

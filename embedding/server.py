@@ -22,6 +22,7 @@ from embedding.core import embed_texts
 from embedding.grpc_errors import translate
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
+from embedding.metrics import ServerMetrics
 from embedding.providers.registry import ProviderRegistry
 from embedding.settings import EmbeddingSettings
 from embedding.validation import validate_embed, validate_generate
@@ -32,6 +33,7 @@ from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.grpc.errors import ErrorInterceptor
 from embedpipe.grpc.guard import GuardInterceptor, TenantFrom
 from embedpipe.grpc.health import follow_readiness
+from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect
 from embedpipe.signals import stop_on_signals
@@ -51,11 +53,16 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     """Translates RPCs into calls on the core; errors are mapped by ErrorInterceptor."""
 
     def __init__(
-        self, settings: EmbeddingSettings, registry: ProviderRegistry, queue: JobQueue
+        self,
+        settings: EmbeddingSettings,
+        registry: ProviderRegistry,
+        queue: JobQueue,
+        metrics: ServerMetrics,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.queue = queue
+        self.metrics = metrics
         self.callback_queue_pattern = re.compile(settings.callback_queue_pattern)
 
     async def GenerateEmbeddings(
@@ -69,6 +76,11 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         )
         request.model = self.registry.resolve_name(request.model)
         accepted = await self.queue.enqueue(request)
+        if accepted.deduplicated:
+            self.metrics.deduplicated.labels(request.model).inc()
+        else:
+            self.metrics.accepted.labels(request.model).inc()
+            self.metrics.chunks_accepted.labels(request.model).inc(len(request.chunks))
         # DEBUG: at a thousand jobs a second an INFO line each is a real share of the CPU;
         # the worker logs every job it finishes at INFO.
         log.debug(
@@ -157,6 +169,7 @@ class EmbeddingServer:
     registry: ProviderRegistry
     queue: JobQueue
     health: health.aio.HealthServicer
+    metrics: ProcessMetrics
     owns_registry: bool = True
     _monitor: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -231,8 +244,12 @@ async def create_server(
             ("grpc.max_send_message_length", limit),
         ],
     )
+    metrics = ProcessMetrics()
     pb_grpc.add_EmbeddingServiceServicer_to_server(
-        EmbeddingServicer(settings, registry, queue), server
+        EmbeddingServicer(
+            settings, registry, queue, ServerMetrics(metrics, queue, registry.served())
+        ),
+        server,
     )
     queue_grpc.add_QueueServiceServicer_to_server(QueueServicer(queue), server)
     health_servicer = health.aio.HealthServicer()
@@ -245,7 +262,9 @@ async def create_server(
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     if port == 0:
         raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
-    built = EmbeddingServer(server, port, settings, registry, queue, health_servicer, owns_registry)
+    built = EmbeddingServer(
+        server, port, settings, registry, queue, health_servicer, metrics, owns_registry
+    )
     return built, port
 
 
@@ -253,6 +272,7 @@ async def serve(settings: EmbeddingSettings) -> None:
     """Run a server until SIGTERM or SIGINT."""
     server, _port = await create_server(settings)
     await server.start()
-    await stop_on_signals().wait()
-    log.info("stopping embedding server grace_s=%.1f", settings.grace_s)
-    await server.stop()
+    async with serving_metrics(server.metrics, settings.metrics):
+        await stop_on_signals().wait()
+        log.info("stopping embedding server grace_s=%.1f", settings.grace_s)
+        await server.stop()

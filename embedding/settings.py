@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from embedpipe.auth import KeyStore
 from embedpipe.bundled_model import DEFAULT_MODEL, MAX_INPUT_TOKENS
 from embedpipe.envconfig import ConfigError, config_error, read_env, variable
+from embedpipe.metrics import MetricsSettings
 
 ProviderKind = Literal["local", "openai"]
 
@@ -157,6 +158,8 @@ class EmbeddingSettings:
     idempotency_ttl_s: Annotated[int, variable("EMBEDDING_IDEMPOTENCY_TTL_S", ge=1)] = 7 * 24 * 3600
     limits: Limits = field(default_factory=Limits)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    #: `GET /metrics` of the server or the worker (METRICS_PORT; off when unset).
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log_level: Annotated[str, variable("LOG_LEVEL")] = "INFO"
     #: API keys of the tenants; empty means authentication is off (development only).
     keys: KeyStore = field(default_factory=KeyStore)
@@ -191,5 +194,6 @@ class EmbeddingSettings:
             default_model=environ.get("EMBEDDING_DEFAULT_MODEL", "").strip() or models[0].name,
             limits=read_env(Limits, environ),
             worker=read_env(WorkerSettings, environ),
+            metrics=read_env(MetricsSettings, environ),
             keys=KeyStore.from_env(environ),
         )

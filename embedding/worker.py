@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,15 +27,20 @@ from embedding.core import embed_texts
 from embedding.errors import EmbeddingError, ErrorCode
 from embedding.jobs import Job, JobQueue, parse_entry
 from embedding.keys import WORKER_GROUP, EmbeddingKeys
+from embedding.metrics import WorkerMetrics
 from embedding.providers.base import Vectors
 from embedding.providers.registry import ProviderRegistry
 from embedding.retry import call_with_retries
 from embedding.settings import EmbeddingSettings
+from embedpipe.metrics import ProcessMetrics
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.retry import RetryPolicy
 from embedpipe.streams import StreamConsumer, StreamEntry
 
 log = logging.getLogger(__name__)
+
+#: The model label of dead-lettered entries that were not readable jobs.
+UNREADABLE_MODEL = "unknown"
 
 
 @dataclass
@@ -47,10 +53,15 @@ class EmbeddingWorker:
     """One consumer of the job stream."""
 
     def __init__(
-        self, settings: EmbeddingSettings, registry: ProviderRegistry, redis: aioredis.Redis
+        self,
+        settings: EmbeddingSettings,
+        registry: ProviderRegistry,
+        redis: aioredis.Redis,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
+        self.metrics = WorkerMetrics(metrics or ProcessMetrics(), registry.served())
         keys = EmbeddingKeys(settings.key_prefix)
         self.queue = JobQueue(redis, keys, dedupe_ttl_s=settings.idempotency_ttl_s)
         w = settings.worker
@@ -88,6 +99,7 @@ class EmbeddingWorker:
             if job.deliveries > self.settings.worker.max_deliveries:
                 await self._dead_letter(job)
             elif job.deliveries > 1:
+                self.metrics.redelivered.labels(job.request.model).inc()
                 retried.append(job)
             else:
                 fresh.append(job)
@@ -151,11 +163,13 @@ class EmbeddingWorker:
             )
             for batch in batches:
                 texts_in_batch = [item.text for item in batch]
+                started = time.perf_counter()
                 output = await call_with_retries(
                     functools.partial(embed_texts, provider, texts_in_batch, dimensions=size),
                     self.retry,
                     what=f"embed model={model} batch={len(batch)}",
                 )
+                self._observe_batch(model, batch, time.perf_counter() - started)
                 for item, row in zip(batch, output.vectors, strict=True):
                     target = vectors[item.job_index]
                     assert target is not None
@@ -167,6 +181,12 @@ class EmbeddingWorker:
                         output.prompt_tokens * item.tokens / batch_tokens
                     )
         return [_JobResult(v, t) for v, t in zip(vectors, tokens, strict=True) if v is not None]
+
+    def _observe_batch(self, model: str, batch: Sequence[Item], seconds: float) -> None:
+        self.metrics.model_seconds.labels(model).observe(seconds)
+        self.metrics.batch_size.labels(model).observe(len(batch))
+        longest = max(item.tokens for item in batch)
+        self.metrics.padded_tokens.labels(model).observe(longest * len(batch))
 
     async def _finish_success(self, job: Job, result: _JobResult) -> None:
         request = job.request
@@ -183,6 +203,10 @@ class EmbeddingWorker:
             callback_queue=request.callback_queue,
             callback_json=callback,
         )
+        if pushed:  # counted once, by the delivery that pushed the callback
+            self.metrics.completed.labels(request.model).inc()
+            self.metrics.chunks.labels(request.model).inc(len(request.chunks))
+            self.metrics.tokens.labels(request.model).inc(result.prompt_tokens)
         log.info(
             "job done job_id=%s task_id=%s tenant_id=%s chunks=%d deliveries=%d callback=%s",
             job.job_id,
@@ -201,6 +225,8 @@ class EmbeddingWorker:
             callback_queue=request.callback_queue,
             callback_json=error_callback(request, job.job_id, code, message),
         )
+        if pushed:
+            self.metrics.failed.labels(request.model, code.value).inc()
         log.warning(
             "job failed job_id=%s task_id=%s tenant_id=%s code=%s error=%s callback=%s",
             job.job_id,
@@ -217,7 +243,7 @@ class EmbeddingWorker:
             f"job {job.job_id} was delivered {job.deliveries} times (limit {limit}) without "
             f"finishing; it is in the dead-letter stream"
         )
-        await self.queue.finish(
+        pushed = await self.queue.finish(
             entry_id=job.entry_id,
             job_id=job.job_id,
             callback_queue=job.request.callback_queue,
@@ -228,6 +254,10 @@ class EmbeddingWorker:
             request=job.request.SerializeToString(),
             deliveries=job.deliveries,
         )
+        model = job.request.model
+        self.metrics.dead_lettered.labels(model).inc()
+        if pushed:
+            self.metrics.failed.labels(model, ErrorCode.MAX_DELIVERIES_EXCEEDED.value).inc()
         log.error(
             "job dead-lettered job_id=%s task_id=%s tenant_id=%s deliveries=%d",
             job.job_id,
@@ -246,6 +276,7 @@ class EmbeddingWorker:
             request=entry.fields.get(b"request", b""),
             deliveries=entry.deliveries,
         )
+        self.metrics.dead_lettered.labels(UNREADABLE_MODEL).inc()
         log.error(
             "unreadable entry dead-lettered entry_id=%s error=%s", entry.entry_id, exc.message
         )

@@ -35,7 +35,7 @@ from embedpipe.data_dir import data_dir
 from embedpipe.envconfig import read_env, settings_or_exit, variable
 from embedpipe.logs import configure_logging
 from embedpipe.postgres_server import PostgresServer
-from embedpipe.redis_server import RedisServer
+from embedpipe.redis_server import RedisServer, free_port
 
 log = logging.getLogger("embedpipe.stack")
 
@@ -101,6 +101,11 @@ def _kept_key(data_dir: Path, name: str) -> str:
     return key
 
 
+#: Services that serve `GET /metrics` on a port of their own (the gateway and the
+#: ingestion API serve it on theirs).
+_OWN_METRICS_PORT = ("embedding-server", "embedding-worker", "ingestion-worker")
+
+
 def _services(grpc_ports: list[int], workers: int, ingestion_workers: int) -> list[Service]:
     return [
         *(
@@ -124,7 +129,30 @@ def _services(grpc_ports: list[int], workers: int, ingestion_workers: int) -> li
     ]
 
 
-def _banner(env: dict[str, str], data_dir: Path, dev_key: str | None, own_pg: bool) -> str:
+def _assign_metrics_ports(services: list[Service], first: int) -> None:
+    """METRICS_PORT of each service without an HTTP front: `first`, `first` + 1, ... (0:
+    free ports)."""
+    own = [s for s in services if s.name.startswith(_OWN_METRICS_PORT)]
+    for number, service in enumerate(own):
+        service.env["METRICS_PORT"] = str(first + number if first else free_port())
+
+
+def _metrics_urls(services: list[Service], env: dict[str, str]) -> list[str]:
+    urls = [
+        f"gateway http://127.0.0.1:{env['GATEWAY_PORT']}/metrics",
+        f"ingestion-api http://127.0.0.1:{env['INGESTION_PORT']}/metrics",
+    ]
+    urls += [
+        f"{s.name} http://127.0.0.1:{s.env['METRICS_PORT']}/metrics"
+        for s in services
+        if "METRICS_PORT" in s.env
+    ]
+    return urls
+
+
+def _banner(
+    env: dict[str, str], data_dir: Path, dev_key: str | None, own_pg: bool, metrics: list[str]
+) -> str:
     """What a user needs to start using the stack."""
     keys = (
         f'{dev_key}  (tenant "{DEV_TENANT}"; kept in {data_dir / "dev-api-key"})'
@@ -141,6 +169,7 @@ def _banner(env: dict[str, str], data_dir: Path, dev_key: str | None, own_pg: bo
         ("Redis", env["REDIS_URL"]),
         ("PostgreSQL", postgres),
     ]
+    rows += [("metrics" if n == 0 else "", url) for n, url in enumerate(metrics)]
     lines = [f"  {name:<22} {value}" for name, value in rows]
     return "\nembedpipe is up\n" + "\n".join(lines) + "\nCtrl-C stops everything.\n"
 
@@ -176,6 +205,9 @@ class StackSettings:
     ingestion_port: Annotated[int, variable("INGESTION_PORT", ge=1, le=65535)] = 8090
     ingestion_grpc_port: Annotated[int, variable("INGESTION_GRPC_PORT", ge=1, le=65535)] = 50061
     ingestion_workers: Annotated[int, variable("INGESTION_WORKERS", ge=1)] = 1
+    #: The first of the ports the embedding servers and the workers serve metrics on, one
+    #: after the other (0: free ports).
+    metrics_port: Annotated[int, variable("EMBEDPIPE_METRICS_PORT", ge=0, le=65535)] = 9100
     log_level: Annotated[str, variable("LOG_LEVEL")] = "INFO"
 
 
@@ -248,6 +280,7 @@ def main() -> int:
     ingestion_url = f"http://127.0.0.1:{ingestion_port}"
     env["EMBEDDING_SERVICE_URL"] = gateway_url
     services = _services(grpc_ports, settings.embedding_workers, settings.ingestion_workers)
+    _assign_metrics_ports(services, settings.metrics_port)
     try:
         for service in services:
             service.start(env)
@@ -258,7 +291,8 @@ def main() -> int:
         ):
             log.error("the stack did not become ready; see the logs above")
             return 1
-        print(_banner(env, folder, dev_key, postgres is not None), flush=True)
+        banner = _banner(env, folder, dev_key, postgres is not None, _metrics_urls(services, env))
+        print(banner, flush=True)
         while not stopping:
             for service in services:
                 code = service.process.poll() if service.process else None

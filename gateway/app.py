@@ -12,6 +12,7 @@ from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.http.access_log import KeyRedactingAccessLogger
 from embedpipe.http.auth import api_key_middleware
+from embedpipe.http.metrics import add_metrics_route, metrics_middleware
 from embedpipe.http.probes import PROBE_PATHS, Check, NotReadyError, add_probe_routes
 from embedpipe.http.proto_routes import add_proto_routes
 from gateway.errors import gateway_errors
@@ -20,8 +21,7 @@ from gateway.metrics import (
     METRICS,
     GatewayMetrics,
     UpstreamMetricsInterceptor,
-    metrics_handler,
-    metrics_middleware,
+    queue_depth_refresher,
 )
 from gateway.openai_compat import create_embeddings, list_models
 from gateway.openapi import openapi_json
@@ -83,12 +83,13 @@ def create_app(settings: GatewaySettings) -> web.Application:
         handler_args={"access_log_class": KeyRedactingAccessLogger},
     )
     app[SETTINGS] = settings
-    app[METRICS] = GatewayMetrics()
+    process_metrics = add_metrics_route(app, "gateway").process
+    app[METRICS] = GatewayMetrics(process_metrics)
+    process_metrics.refreshers.append(queue_depth_refresher(app))
     app.cleanup_ctx.append(_grpc_channel)
     add_proto_routes(app, ROUTES)
     app.router.add_post("/v1/embeddings", create_embeddings)
     app.router.add_get("/v1/models", list_models)
     add_probe_routes(app, _readiness)
-    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_json)
     return app

@@ -214,18 +214,7 @@ def _paths() -> dict[str, spec.Schema]:
             )
         },
         **spec.probe_paths("the embedding server serves and Redis answers."),
-        "/metrics": {
-            "get": spec.public_operation(
-                "metrics",
-                "Prometheus metrics (OpenMetrics if asked for in Accept).",
-                {
-                    200: {
-                        "description": "Prometheus text exposition format.",
-                        "content": {"text/plain": {"schema": spec.string()}},
-                    }
-                },
-            )
-        },
+        **spec.metrics_path(),
         **spec.openapi_path(),
     }
 

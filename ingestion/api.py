@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from embedpipe.http.access_log import KeyRedactingAccessLogger
+from embedpipe.http.metrics import HTTP_METRICS, add_metrics_route
 from embedpipe.http.probes import Check, add_probe_routes
 from embedpipe.http.proto_routes import add_proto_routes
 from ingestion import routes
@@ -25,7 +26,7 @@ GRPC_GRACE_S = 5.0
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    async with open_backends(app[SETTINGS]) as backends:
+    async with open_backends(app[SETTINGS], app[HTTP_METRICS].process) as backends:
         app[BACKENDS] = backends
         grpc_server = await create_grpc_server(backends)
         await grpc_server.start()
@@ -51,6 +52,7 @@ def create_app(settings: IngestionSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
+    add_metrics_route(app, "ingestion")
     add_proto_routes(app, routes.ROUTES)
     r = app.router
     r.add_get("/api/v1/ws", events_socket)

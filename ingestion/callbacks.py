@@ -15,10 +15,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from embedpipe.metrics import ProcessMetrics
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.strict_json import StrictJsonError, loads
 from embedpipe.task_status import TaskStatus
@@ -29,6 +31,7 @@ from ingestion.errors import IngestionErrorCode
 from ingestion.events import publish
 from ingestion.jobs import enqueue_reembed_step
 from ingestion.keys import IngestionKeys
+from ingestion.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,7 @@ class CallbackConsumer:
         queue: str,
         consumer: str,
         dead_after_ms: int,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.pool = pool
@@ -138,6 +142,7 @@ class CallbackConsumer:
         self.consumer = consumer
         self.processing = keys.processing(consumer)
         self.dead_after_ms = dead_after_ms
+        self.metrics = metrics or WorkerMetrics(ProcessMetrics())
         # Several beats per period: one late beat must not make a live consumer look dead.
         self.heartbeat_s = min(HEARTBEAT_S, dead_after_ms / 4000)
 
@@ -250,6 +255,7 @@ class CallbackConsumer:
             # and a callback that raised here every time would block the queue for good.
             if not isinstance(exc, MalformedCallbackError):
                 log.exception("callback parser failed")
+            self.metrics.callbacks.labels("malformed").inc()
             await self._dead_letter(raw, f"malformed: {exc}")
             await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]
             return
@@ -271,22 +277,40 @@ class CallbackConsumer:
                 break
         await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]
 
+    def _count(self, body: dict[str, Any], result: store.StoreResult) -> None:
+        """A success callback's outcome; its lag when its vectors were stored now."""
+        if result.stale or result.refused or result.task is None:
+            outcome = "stale" if result.stale else "refused" if result.refused else "unknown_task"
+            self.metrics.callbacks.labels(outcome).inc()
+            return
+        self.metrics.callbacks.labels("stored").inc()
+        self.metrics.chunks_stored.inc(result.stored)
+        if isinstance(pushed := body.get("pushed_at"), str):
+            with contextlib.suppress(ValueError):  # ours to add; another sender's may differ
+                lag = time.time() - datetime.fromisoformat(pushed).timestamp()
+                self.metrics.callback_lag.observe(max(0.0, lag))
+
     async def handle_embedding_callback(self, body: dict[str, Any]) -> None:
         """Apply one callback: store its vectors, or fail the task."""
         tenant, task_id = body["tenant_id"], body["task_id"]
+        timed = self.metrics.store_duration.labels
         if body["status"] == "error":
-            failed = await store.fail_task(
-                self.pool, tenant, task_id,
-                error_code=body["error_code"], error_message=body["error_message"],
-            )  # fmt: skip
+            self.metrics.callbacks.labels("error").inc()
+            with timed("fail_task").time():
+                failed = await store.fail_task(
+                    self.pool, tenant, task_id,
+                    error_code=body["error_code"], error_message=body["error_message"],
+                )  # fmt: skip
             if failed is not None:
                 await publish(self.redis, self.keys, failed)
             log.warning("task failed task_id=%s code=%s", task_id, body["error_code"])
             return
         vectors = [(e["chunk_id"], e["embedding"]) for e in body["embeddings"]]
-        result = await store.store_embeddings(
-            self.pool, tenant, task_id, vectors, model=body.get("model")
-        )
+        with timed("store_embeddings").time():
+            result = await store.store_embeddings(
+                self.pool, tenant, task_id, vectors, model=body.get("model")
+            )
+        self._count(body, result)
         if result.stale:
             # Made with the model the collection had before a re-embed switched it; the
             # task is sent again with the new one.
@@ -314,7 +338,8 @@ class CallbackConsumer:
                 # Its next step switches the collection (or copies what changed meanwhile).
                 await enqueue_reembed_step(self.redis, self.keys, tenant, task_id)
         elif task["status"] == TaskStatus.STORING:
-            completed = await store.promote(self.pool, tenant, task_id)
+            with timed("promote").time():
+                completed = await store.promote(self.pool, tenant, task_id)
             if completed is not None:
                 await publish(self.redis, self.keys, completed)
                 log.info("task completed task_id=%s chunks=%s", task_id, completed["chunks_total"])

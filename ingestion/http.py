@@ -8,6 +8,7 @@ from aiohttp.typedefs import Middleware
 
 from embedpipe.http.auth import api_key_middleware
 from embedpipe.http.errors import HttpError, error_middleware
+from embedpipe.http.metrics import metrics_middleware
 from embedpipe.http.probes import PROBE_PATHS
 from embedpipe.http.rate_limit import rate_limit_middleware
 from embedpipe.violations import FieldViolation
@@ -19,7 +20,7 @@ from ingestion.settings import DEFAULT_TENANT, IngestionSettings
 SETTINGS = web.AppKey("settings", IngestionSettings)
 BACKENDS = web.AppKey("backends", Backends)
 
-PUBLIC_PATHS = PROBE_PATHS | {"/openapi.json"}
+PUBLIC_PATHS = PROBE_PATHS | {"/metrics", "/openapi.json"}
 #: Browsers cannot set headers on a WebSocket, so there the key may come as `?api_key=`.
 QUERY_KEY_PATHS = frozenset({"/api/v1/ws"})
 
@@ -55,9 +56,11 @@ def to_http(exc: Exception) -> HttpError | None:
 
 
 def middlewares(settings: IngestionSettings) -> list[Middleware]:
-    """Errors outermost, so that a refused key is answered in the same shape; the rate
-    limit after the key, which names the tenant."""
+    """Metrics outermost (they see the status the client got), then errors, so that a
+    refused key is answered in the same shape; the rate limit after the key, which names
+    the tenant."""
     return [
+        metrics_middleware,
         error_middleware(to_http),
         api_key_middleware(
             settings.keys,

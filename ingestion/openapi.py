@@ -171,12 +171,13 @@ def generate(comments: Mapping[str, str]) -> spec.Schema:
             "documents": "Uploads and their documents.",
             "search": "Nearest chunks of a collection.",
             "tasks": "Ingestion progress: polling and live events.",
-            "operations": "Health, readiness, this document.",
+            "operations": "Health, readiness, metrics, this document.",
         },
         paths={
             **paths,
             **_websocket_path(),
             **spec.probe_paths("PostgreSQL and Redis answer."),
+            **spec.metrics_path(),
             **spec.openapi_path(),
         },
         components={

@@ -11,6 +11,7 @@ from typing import Annotated
 from embedpipe.auth import KeyStore
 from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.envconfig import ConfigError, read_env, variable
+from embedpipe.metrics import MetricsSettings
 
 #: The tenant of every call when no API key is configured (development only).
 DEFAULT_TENANT = "default"
@@ -62,6 +63,9 @@ class IngestionSettings:
     rate_limit_per_s: Annotated[float, variable("INGESTION_RATE_LIMIT_PER_S", ge=0)] = 100.0
     rate_limit_burst: Annotated[int, variable("INGESTION_RATE_LIMIT_BURST", ge=1)] = 200
     keys: KeyStore = field(default_factory=KeyStore)
+    #: A worker's `GET /metrics` (METRICS_PORT; off when unset). The API serves its own
+    #: on its port.
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log_level: Annotated[str, variable("LOG_LEVEL")] = "INFO"
 
     @classmethod
@@ -69,4 +73,9 @@ class IngestionSettings:
         environ = os.environ if environ is None else environ
         if not environ.get("DATABASE_URL", "").strip():
             raise ConfigError("DATABASE_URL is required (make up starts a private PostgreSQL)")
-        return read_env(cls, environ, keys=KeyStore.from_env(environ))
+        return read_env(
+            cls,
+            environ,
+            keys=KeyStore.from_env(environ),
+            metrics=read_env(MetricsSettings, environ),
+        )

@@ -212,6 +212,12 @@ async def get_task(pool: Pool, tenant_id: str, task_id: str) -> dict[str, Any] |
     return as_row(record)
 
 
+async def tasks_by_status(pool: Pool) -> dict[str, int]:
+    """How many tasks each status has, over every tenant: the operator's view (metrics)."""
+    records = await pool.fetch("SELECT status, count(*) AS tasks FROM tasks GROUP BY status")
+    return {record["status"]: record["tasks"] for record in records}
+
+
 async def set_task_status(
     pool: Pool, tenant_id: str, task_id: str, status: TaskStatus
 ) -> dict[str, Any] | None:

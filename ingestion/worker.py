@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from tokenizers import Tokenizer
 
 from embedpipe import bundled_model
+from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamConsumer, StreamEntry
 from embedpipe.task_status import TaskStatus
@@ -30,6 +31,7 @@ from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish
 from ingestion.jobs import REEMBED_STEP, decode_doc, job_fields
 from ingestion.keys import WORKER_GROUP, IngestionKeys
+from ingestion.metrics import WorkerMetrics
 from ingestion.reembedding import Reembedding
 from ingestion.settings import IngestionSettings
 
@@ -57,12 +59,14 @@ class IngestionWorker:
         pool: Pool,
         client: EmbeddingClient,
         tokenizer: Tokenizer,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.pool = pool
         self.client = client
         self.tokenizer = tokenizer
+        self.metrics = metrics or WorkerMetrics(ProcessMetrics())
         self.keys = IngestionKeys(settings.key_prefix)
         self.reembedding = Reembedding(settings, pool, redis, self.keys, client)
         self._stop = asyncio.Event()
@@ -206,6 +210,8 @@ class IngestionWorker:
             per_request=self.settings.request_chunks,
             callback_queue=self.settings.callback_queue,
         )
+        self.metrics.documents.inc()
+        self.metrics.chunks_sent.inc(len(staged))
         log.info("chunks sent task_id=%s chunks=%d requests=%d", task_id, len(staged), requests)
 
 
@@ -232,17 +238,22 @@ async def run_worker(settings: IngestionSettings, stop: asyncio.Event) -> None:
     redis = connect_redis(settings.redis_url, longest_block_s=1.0)
     tokenizer = await asyncio.to_thread(load_tokenizer)
     keys = IngestionKeys(settings.key_prefix)
+    process_metrics = ProcessMetrics()
+    metrics = WorkerMetrics(process_metrics)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with (
+            aiohttp.ClientSession() as session,
+            serving_metrics(process_metrics, settings.metrics),
+        ):
             client = EmbeddingClient(
                 session, settings.embedding_service_url, settings.service_key,
                 timeout_s=settings.request_timeout_s,
             )  # fmt: skip
-            worker = IngestionWorker(settings, redis, pool, client, tokenizer)
+            worker = IngestionWorker(settings, redis, pool, client, tokenizer, metrics)
             callbacks = CallbackConsumer(
                 redis, pool, keys,
                 queue=settings.callback_queue, consumer=settings.consumer_name,
-                dead_after_ms=settings.claim_idle_ms,
+                dead_after_ms=settings.claim_idle_ms, metrics=metrics,
             )  # fmt: skip
             await asyncio.gather(
                 worker.run(stop), callbacks.run(stop), sweep(pool, redis, keys, stop)

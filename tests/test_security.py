@@ -68,7 +68,7 @@ GATEWAY_PUBLIC: frozenset[Route] = frozenset(
     {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
 )
 INGESTION_PUBLIC: frozenset[Route] = frozenset(
-    {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
+    {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
 )
 GENERATE = "/api/v1/embeddings/generate"
 GENERATE_BODY: dict[str, Any] = {

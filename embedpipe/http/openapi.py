@@ -202,6 +202,24 @@ def probe_paths(readiness: str) -> dict[str, Schema]:
     }
 
 
+def metrics_path() -> dict[str, Schema]:
+    """`/metrics`: the process's Prometheus metrics (embedpipe/metrics.py)."""
+    return {
+        "/metrics": {
+            "get": public_operation(
+                "metrics",
+                "Prometheus metrics (OpenMetrics if asked for in Accept).",
+                {
+                    200: {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": string()}},
+                    }
+                },
+            )
+        }
+    }
+
+
 def openapi_path() -> dict[str, Schema]:
     """`/openapi.json`: the document itself."""
     return {

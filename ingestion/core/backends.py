@@ -12,11 +12,13 @@ import redis.asyncio as aioredis
 
 from embedpipe.auth import AUTHORIZATION
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
+from embedpipe.metrics import ProcessMetrics
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect as connect_redis
 from ingestion.db import ITERATIVE_SCAN_VERSION, Pool, pgvector_version
 from ingestion.db import connect as connect_db
 from ingestion.keys import IngestionKeys
+from ingestion.metrics import ApiMetrics
 from ingestion.settings import IngestionSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class Backends:
     limiter: RateLimiter | None
     #: Whether pgvector can scan its indexes iteratively (>= 0.8); else searches are exact.
     iterative_scan: bool
+    metrics: ApiMetrics
 
     @property
     def embedding_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -43,7 +46,10 @@ class Backends:
 
 
 @asynccontextmanager
-async def open_backends(settings: IngestionSettings) -> AsyncIterator[Backends]:
+async def open_backends(
+    settings: IngestionSettings, metrics: ProcessMetrics
+) -> AsyncIterator[Backends]:
+    """The backends, their figures in `metrics` (the process's registry)."""
     pool = await connect_db(settings.database_url)
     redis = connect_redis(settings.redis_url)
     channel = grpc.aio.insecure_channel(settings.embedding_grpc_target)
@@ -65,7 +71,7 @@ async def open_backends(settings: IngestionSettings) -> AsyncIterator[Backends]:
     try:
         yield Backends(
             settings, pool, redis, keys, embedding_grpc.EmbeddingServiceStub(channel),
-            limiter, iterative_scan,
+            limiter, iterative_scan, ApiMetrics(metrics, pool),
         )  # fmt: skip
     finally:
         await channel.close()

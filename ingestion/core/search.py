@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 
 import grpc
@@ -57,6 +58,7 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
         request.rrf_k if request.HasField("rrf_k") else DEFAULT_RRF_K, "rrf_k", 1, 1000
     )
     chunk_filter = _chunk_filter(request)
+    started = time.perf_counter()
     collection = await store.get_collection(backends.pool, tenant, request.collection_id)
     if collection is None:
         raise not_found(f"collection {request.collection_id!r}")
@@ -98,6 +100,8 @@ async def search(backends: Backends, tenant: str, request: pb.SearchRequest) -> 
             by_vector(candidates(top_k)), by_keyword(candidates(top_k))
         )
         rows = hybrid(vector_rows, keyword_rows, weights=weights, rrf_k=rrf_k, limit=top_k)
+    label = pb.SearchMode.Name(mode).removeprefix("SEARCH_MODE_").lower()
+    backends.metrics.search_duration.labels(label).observe(time.perf_counter() - started)
     return pb.SearchResponse(
         results=[messages.search_result(row) for row in rows], model=model, mode=mode
     )

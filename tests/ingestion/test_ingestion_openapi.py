@@ -95,7 +95,7 @@ def test_bodies_errors_parameters_and_keys_are_described() -> None:
         if op["security"]:
             assert "401" in op["responses"], path
     public = {path for path, op in operations(spec) if not op["security"]}
-    assert public == {"/healthz", "/readyz", "/openapi.json"}
+    assert public == {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 
 async def test_openapi_json_is_served_as_built(

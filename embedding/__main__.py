@@ -31,6 +31,7 @@ from embedpipe.logs import configure_logging
 from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.redis_conn import connect
 from embedpipe.signals import stop_on_signals
+from embedpipe.tracing import traced_process
 
 log = logging.getLogger("embedding")
 
@@ -134,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here: the one-shot commands need neither gRPC nor the models.
         from embedding.server import serve
 
-        asyncio.run(serve(settings))
+        with traced_process("embedpipe-embedding-server"):
+            asyncio.run(serve(settings))
     else:
-        asyncio.run(run_worker(settings))
+        with traced_process("embedpipe-embedding-worker"):
+            asyncio.run(run_worker(settings))
     return 0
 
 

@@ -21,8 +21,10 @@ STATUS_SUCCESS = "success"
 STATUS_ERROR = "error"
 
 
-def _envelope(request: pb.GenerateEmbeddingsRequest, job_id: str, status: str) -> dict[str, Any]:
-    return {
+def _envelope(
+    request: pb.GenerateEmbeddingsRequest, job_id: str, status: str, traceparent: str
+) -> dict[str, Any]:
+    body = {
         "task_id": request.task_id,
         "document_id": request.document_id,
         "collection_id": request.collection_id,
@@ -32,6 +34,9 @@ def _envelope(request: pb.GenerateEmbeddingsRequest, job_id: str, status: str) -
         "model": request.model,
         "pushed_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
+    if traceparent:
+        body["traceparent"] = traceparent
+    return body
 
 
 def success_callback(
@@ -40,9 +45,10 @@ def success_callback(
     chunk_ids: Sequence[str],
     vectors: Vectors,
     prompt_tokens: int,
+    traceparent: str = "",
 ) -> bytes:
     """The JSON of a job that succeeded: one `{chunk_id, embedding}` per chunk."""
-    body = _envelope(request, job_id, STATUS_SUCCESS)
+    body = _envelope(request, job_id, STATUS_SUCCESS, traceparent)
     body["dimensions"] = int(vectors.shape[1])
     body["embeddings"] = [
         {"chunk_id": chunk_id, "embedding": row}
@@ -53,10 +59,14 @@ def success_callback(
 
 
 def error_callback(
-    request: pb.GenerateEmbeddingsRequest, job_id: str, code: ErrorCode, message: str
+    request: pb.GenerateEmbeddingsRequest,
+    job_id: str,
+    code: ErrorCode,
+    message: str,
+    traceparent: str = "",
 ) -> bytes:
     """The JSON of a job that failed, with a stable `error_code`."""
-    body = _envelope(request, job_id, STATUS_ERROR)
+    body = _envelope(request, job_id, STATUS_ERROR, traceparent)
     body["error_message"] = message
     body["error_code"] = code.value
     return json.dumps(body, separators=(",", ":")).encode()

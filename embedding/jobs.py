@@ -27,12 +27,17 @@ from embedpipe.streams import StreamEntry, ensure_group
 log = logging.getLogger(__name__)
 
 # KEYS: dedupe key, job stream.
-# ARGV: job_id, request bytes, accepted_ms, dedupe ttl_s, max backlog.
+# ARGV: job_id, request bytes, accepted_ms, dedupe ttl_s, max backlog, traceparent ('' = none).
 _ENQUEUE = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[5]) then return {-1, ''} end
-redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1], 'request', ARGV[2], 'accepted_ms', ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1], 'request', ARGV[2], 'accepted_ms', ARGV[3],
+             'traceparent', ARGV[6])
+else
+  redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1], 'request', ARGV[2], 'accepted_ms', ARGV[3])
+end
 local record = ARGV[1] .. ' ' .. ARGV[3]
 redis.call('SET', KEYS[1], record, 'EX', tonumber(ARGV[4]))
 return {1, record}
@@ -89,6 +94,8 @@ class Job:
     job_id: str
     request: pb.GenerateEmbeddingsRequest
     deliveries: int
+    #: The trace the job belongs to ("" when its caller traced nothing).
+    traceparent: str = ""
 
 
 def request_fingerprint(request: pb.GenerateEmbeddingsRequest) -> str:
@@ -120,7 +127,8 @@ def parse_entry(entry: StreamEntry) -> Job:
         raise EmbeddingError(
             ErrorCode.INVALID_JOB, f"entry {entry.entry_id} is not a job: {exc!r}"
         ) from None
-    return Job(entry.entry_id, job_id, request, entry.deliveries)
+    traceparent = entry.fields.get(b"traceparent", b"").decode("ascii", "replace")
+    return Job(entry.entry_id, job_id, request, entry.deliveries, traceparent)
 
 
 class JobQueue:
@@ -170,8 +178,11 @@ class JobQueue:
             oldest_age_s = max(0.0, time.time() - accepted_ms / 1000)
         return QueueStats(int(queued), in_progress, oldest_age_s, int(dead))
 
-    async def enqueue(self, request: pb.GenerateEmbeddingsRequest) -> AcceptedJob:
-        """Store the job, or find the identical one accepted before."""
+    async def enqueue(
+        self, request: pb.GenerateEmbeddingsRequest, traceparent: str = ""
+    ) -> AcceptedJob:
+        """Store the job (with the trace it belongs to), or find the identical one accepted
+        before."""
         try:
             created, record = await self._enqueue(
                 keys=[self.keys.dedupe(request_fingerprint(request)), self.keys.jobs],
@@ -181,6 +192,7 @@ class JobQueue:
                     int(time.time() * 1000),
                     self.dedupe_ttl_s,
                     self.max_backlog,
+                    traceparent,
                 ],
             )
         except RETRYABLE_ERRORS as exc:

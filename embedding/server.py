@@ -26,6 +26,7 @@ from embedding.metrics import ServerMetrics
 from embedding.providers.registry import ProviderRegistry
 from embedding.settings import EmbeddingSettings
 from embedding.validation import validate_embed, validate_generate
+from embedpipe import tracing
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
@@ -33,6 +34,7 @@ from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
 from embedpipe.grpc.errors import ErrorInterceptor
 from embedpipe.grpc.guard import GuardInterceptor, TenantFrom
 from embedpipe.grpc.health import follow_readiness
+from embedpipe.grpc.tracing import tracing_interceptors
 from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect
@@ -75,7 +77,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
             callback_queue_pattern=self.callback_queue_pattern,
         )
         request.model = self.registry.resolve_name(request.model)
-        accepted = await self.queue.enqueue(request)
+        accepted = await self.queue.enqueue(request, tracing.traceparent())
         if accepted.deduplicated:
             self.metrics.deduplicated.labels(request.model).inc()
         else:
@@ -236,6 +238,7 @@ async def create_server(
     server = grpc.aio.server(
         # The error interceptor is outermost, so it also maps the guard's refusals.
         interceptors=[
+            *tracing_interceptors(),
             ErrorInterceptor(translate),
             GuardInterceptor(SERVICE_NAME, settings.keys, limiter, tenant_from=TenantFrom.REQUEST),
         ],

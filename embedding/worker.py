@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as aioredis
+from opentelemetry.trace import SpanKind
 
 from embedding.batching import Item, pack_batches
 from embedding.callbacks import error_callback, success_callback
@@ -32,6 +33,7 @@ from embedding.providers.base import Vectors
 from embedding.providers.registry import ProviderRegistry
 from embedding.retry import call_with_retries
 from embedding.settings import EmbeddingSettings
+from embedpipe import tracing
 from embedpipe.metrics import ProcessMetrics
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.retry import RetryPolicy
@@ -118,8 +120,28 @@ class EmbeddingWorker:
                 )
 
     async def _embed_and_finish(self, jobs: list[Job]) -> None:
+        # A span per job (when tracing), continuing the trace of the call that sent it;
+        # its callback carries the span on to the consumer.
+        spans = [
+            tracing.start_span(
+                "embed job",
+                parent=job.traceparent,
+                kind=SpanKind.CONSUMER,
+                attributes={"job_id": job.job_id, "deliveries": job.deliveries},
+            )
+            for job in jobs
+        ]
+        traces = [tracing.traceparent_of(span) if span else "" for span in spans]
         try:
-            results = await self._embed_jobs(jobs)
+            await self._embed_and_finish_traced(jobs, traces)
+        finally:
+            for span in spans:
+                if span is not None:
+                    span.end()
+
+    async def _embed_and_finish_traced(self, jobs: list[Job], traces: list[str]) -> None:
+        try:
+            results = await self._embed_jobs(jobs, traces)
         except EmbeddingError as exc:
             if len(jobs) > 1 and not exc.transient:
                 # One job's input may have made the provider refuse the whole batch:
@@ -127,14 +149,15 @@ class EmbeddingWorker:
                 for job in jobs:
                     await self._embed_and_finish([job])
                 return
-            for job in jobs:
-                await self._finish_error(job, exc.code, exc.message)
+            for job, trace in zip(jobs, traces, strict=True):
+                await self._finish_error(job, exc.code, exc.message, trace)
             return
-        for job, result in zip(jobs, results, strict=True):
-            await self._finish_success(job, result)
+        for job, result, trace in zip(jobs, results, traces, strict=True):
+            await self._finish_success(job, result, trace)
 
-    async def _embed_jobs(self, jobs: list[Job]) -> list[_JobResult]:
-        """Vectors for every chunk of `jobs`, batched across jobs per model."""
+    async def _embed_jobs(self, jobs: list[Job], traces: list[str]) -> list[_JobResult]:
+        """Vectors for every chunk of `jobs`, batched across jobs per model; a batch's span
+        is a child of its first job's (`traces`), linked to the other jobs'."""
         vectors: list[Vectors | None] = [None] * len(jobs)
         tokens = [0] * len(jobs)
         # Batched per model and output size (a job may ask for shortened vectors).
@@ -163,12 +186,19 @@ class EmbeddingWorker:
             )
             for batch in batches:
                 texts_in_batch = [item.text for item in batch]
+                owners = list(dict.fromkeys(traces[item.job_index] for item in batch))
                 started = time.perf_counter()
-                output = await call_with_retries(
-                    functools.partial(embed_texts, provider, texts_in_batch, dimensions=size),
-                    self.retry,
-                    what=f"embed model={model} batch={len(batch)}",
-                )
+                with tracing.span(
+                    "model batch",
+                    parent=owners[0],
+                    links=tuple(owners[1:]),
+                    attributes={"model": model, "chunks": len(batch)},
+                ):
+                    output = await call_with_retries(
+                        functools.partial(embed_texts, provider, texts_in_batch, dimensions=size),
+                        self.retry,
+                        what=f"embed model={model} batch={len(batch)}",
+                    )
                 self._observe_batch(model, batch, time.perf_counter() - started)
                 for item, row in zip(batch, output.vectors, strict=True):
                     target = vectors[item.job_index]
@@ -188,7 +218,7 @@ class EmbeddingWorker:
         longest = max(item.tokens for item in batch)
         self.metrics.padded_tokens.labels(model).observe(longest * len(batch))
 
-    async def _finish_success(self, job: Job, result: _JobResult) -> None:
+    async def _finish_success(self, job: Job, result: _JobResult, trace: str) -> None:
         request = job.request
         callback = success_callback(
             request,
@@ -196,6 +226,7 @@ class EmbeddingWorker:
             [c.chunk_id for c in request.chunks],
             result.vectors,
             result.prompt_tokens,
+            trace,
         )
         pushed = await self.queue.finish(
             entry_id=job.entry_id,
@@ -217,13 +248,13 @@ class EmbeddingWorker:
             "pushed" if pushed else "already-pushed",
         )
 
-    async def _finish_error(self, job: Job, code: ErrorCode, message: str) -> None:
+    async def _finish_error(self, job: Job, code: ErrorCode, message: str, trace: str) -> None:
         request = job.request
         pushed = await self.queue.finish(
             entry_id=job.entry_id,
             job_id=job.job_id,
             callback_queue=request.callback_queue,
-            callback_json=error_callback(request, job.job_id, code, message),
+            callback_json=error_callback(request, job.job_id, code, message, trace),
         )
         if pushed:
             self.metrics.failed.labels(request.model, code.value).inc()

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
+from embedpipe.tracing import traced_process
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 
@@ -23,14 +24,15 @@ def main() -> int:
         settings.host, settings.port, settings.embedding_target, settings.keys.enabled,
     )  # fmt: skip
     # aiohttp's runner handles SIGTERM/SIGINT: stop accepting, finish requests, clean up.
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-    )
+    with traced_process("embedpipe-gateway"):
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+            shutdown_timeout=10,
+        )
     return 0
 
 

@@ -10,11 +10,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
+from embedpipe.grpc.tracing import client_tracing_interceptors
 from embedpipe.http.access_log import KeyRedactingAccessLogger
 from embedpipe.http.auth import api_key_middleware
 from embedpipe.http.metrics import add_metrics_route, metrics_middleware
 from embedpipe.http.probes import PROBE_PATHS, Check, NotReadyError, add_probe_routes
 from embedpipe.http.proto_routes import add_proto_routes
+from embedpipe.http.tracing import middlewares_if_tracing
 from gateway.errors import gateway_errors
 from gateway.generate import ROUTES
 from gateway.metrics import (
@@ -41,7 +43,10 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
             # given as "ipv4:127.0.0.1:50051,127.0.0.1:50052".
             ("grpc.lb_policy_name", "round_robin"),
         ],
-        interceptors=[UpstreamMetricsInterceptor(app[METRICS])],
+        interceptors=[
+            UpstreamMetricsInterceptor(app[METRICS]),
+            *client_tracing_interceptors(),
+        ],
     )
     app[CHANNEL] = channel
     app[EMBEDDING] = pb_grpc.EmbeddingServiceStub(channel)
@@ -76,6 +81,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         # decides which tenant a key may act for.
         middlewares=[
             metrics_middleware,
+            *middlewares_if_tracing(PUBLIC_PATHS),
             gateway_errors(settings.unavailable_retry_after_s),
             api_key_middleware(settings.keys, public_paths=PUBLIC_PATHS, service_keys=True),
         ],

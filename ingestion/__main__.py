@@ -13,6 +13,7 @@ from aiohttp import web
 from embedpipe.envconfig import settings_or_exit
 from embedpipe.logs import configure_logging
 from embedpipe.signals import stop_on_signals
+from embedpipe.tracing import traced_process
 from ingestion.api import create_app
 from ingestion.db import DATABASE_REFUSED
 from ingestion.settings import IngestionSettings
@@ -38,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "api":
             log.info("ingestion api starting host=%s port=%d", settings.host, settings.port)
-            web.run_app(
-                create_app(settings), host=settings.host, port=settings.port,
-                access_log=None, print=None, shutdown_timeout=10,
-            )  # fmt: skip
+            with traced_process("embedpipe-ingestion-api"):
+                web.run_app(
+                    create_app(settings), host=settings.host, port=settings.port,
+                    access_log=None, print=None, shutdown_timeout=10,
+                )  # fmt: skip
         else:
-            asyncio.run(_worker(settings))
+            with traced_process("embedpipe-ingestion-worker"):
+                asyncio.run(_worker(settings))
     except _CANNOT_USE_DATABASE as exc:
         log.error("cannot use the database of DATABASE_URL: %s", exc)
         return 2

@@ -19,7 +19,9 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from opentelemetry.trace import SpanKind
 
+from embedpipe import tracing
 from embedpipe.metrics import ProcessMetrics
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.strict_json import StrictJsonError, loads
@@ -291,7 +293,18 @@ class CallbackConsumer:
                 self.metrics.callback_lag.observe(max(0.0, lag))
 
     async def handle_embedding_callback(self, body: dict[str, Any]) -> None:
-        """Apply one callback: store its vectors, or fail the task."""
+        """Apply one callback: store its vectors, or fail the task (in a span continuing
+        the job's trace, when tracing is on and the callback names one)."""
+        parent = body.get(tracing.TRACEPARENT)
+        with tracing.span(
+            "store callback",
+            parent=parent if isinstance(parent, str) else None,
+            kind=SpanKind.CONSUMER,
+            attributes={"task_id": body["task_id"], "status": body["status"]},
+        ):
+            await self._apply(body)
+
+    async def _apply(self, body: dict[str, Any]) -> None:
         tenant, task_id = body["tenant_id"], body["task_id"]
         timed = self.metrics.store_duration.labels
         if body["status"] == "error":
@@ -306,7 +319,7 @@ class CallbackConsumer:
             log.warning("task failed task_id=%s code=%s", task_id, body["error_code"])
             return
         vectors = [(e["chunk_id"], e["embedding"]) for e in body["embeddings"]]
-        with timed("store_embeddings").time():
+        with timed("store_embeddings").time(), tracing.span("store embeddings"):
             result = await store.store_embeddings(
                 self.pool, tenant, task_id, vectors, model=body.get("model")
             )
@@ -338,7 +351,7 @@ class CallbackConsumer:
                 # Its next step switches the collection (or copies what changed meanwhile).
                 await enqueue_reembed_step(self.redis, self.keys, tenant, task_id)
         elif task["status"] == TaskStatus.STORING:
-            with timed("promote").time():
+            with timed("promote").time(), tracing.span("complete task"):
                 completed = await store.promote(self.pool, tenant, task_id)
             if completed is not None:
                 await publish(self.redis, self.keys, completed)

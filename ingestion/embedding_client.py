@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
+from opentelemetry.trace import SpanKind
 
+from embedpipe import tracing
 from embedpipe.retry import RetryPolicy, retry_after_s, retrying
 from ingestion.errors import IngestionError, IngestionErrorCode
 
@@ -115,9 +117,20 @@ class EmbeddingClient:
         return -(-len(chunks) // per_request)
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        with tracing.span(
+            "POST /api/v1/embeddings/generate",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "chunks": len(payload["chunks"])},
+        ):
+            return await self._post_traced(payload)
+
+    async def _post_traced(self, payload: dict[str, Any]) -> dict[str, Any]:
+        headers = self.headers
+        if traceparent := tracing.traceparent():
+            headers = {**headers, tracing.TRACEPARENT: traceparent}
         try:
             async with self.session.post(
-                self.url, json=payload, headers=self.headers, timeout=self.timeout
+                self.url, json=payload, headers=headers, timeout=self.timeout
             ) as response:
                 if response.status == 202:
                     body: dict[str, Any] = await response.json()

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from embedpipe.grpc.errors import ErrorInterceptor, RpcError
 from embedpipe.grpc.guard import GuardInterceptor, TenantFrom, current_tenant
 from embedpipe.grpc.health import follow_readiness
+from embedpipe.grpc.tracing import tracing_interceptors
 from embedpipe.ingestion.v1 import ingestion_service_pb2 as pb
 from embedpipe.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from embedpipe.violations import FieldViolation
@@ -209,7 +210,7 @@ async def create_grpc_server(backends: Backends) -> IngestionGrpcServer:
     )  # fmt: skip
     server = grpc.aio.server(
         # The error interceptor is outermost, so it also maps the guard's refusals.
-        interceptors=[ErrorInterceptor(translate), guard],
+        interceptors=[*tracing_interceptors(), ErrorInterceptor(translate), guard],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

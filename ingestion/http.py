@@ -11,6 +11,7 @@ from embedpipe.http.errors import HttpError, error_middleware
 from embedpipe.http.metrics import metrics_middleware
 from embedpipe.http.probes import PROBE_PATHS
 from embedpipe.http.rate_limit import rate_limit_middleware
+from embedpipe.http.tracing import middlewares_if_tracing
 from embedpipe.violations import FieldViolation
 from ingestion.core.backends import Backends
 from ingestion.core.failures import as_ingestion_error
@@ -61,6 +62,8 @@ def middlewares(settings: IngestionSettings) -> list[Middleware]:
     the tenant."""
     return [
         metrics_middleware,
+        # Not the event socket: a span would last as long as the client stays.
+        *middlewares_if_tracing(PUBLIC_PATHS | QUERY_KEY_PATHS),
         error_middleware(to_http),
         api_key_middleware(
             settings.keys,

@@ -9,7 +9,9 @@ from dataclasses import asdict
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
+from embedpipe import tracing
 from embedpipe.streams import StreamEntry
 from ingestion.chunking import CHUNKING_VERSION
 from ingestion.extract import DocFormat, ExtractedDoc, Section
@@ -65,19 +67,20 @@ async def enqueue_job(
     digest: str,
     metadata: dict[str, Any],
 ) -> None:
-    """Put an extracted document on the job stream (never trimmed; entries go once acked)."""
-    await redis.xadd(
-        keys.jobs,
-        {
-            "tenant_id": task["tenant_id"],
-            "task_id": task["task_id"],
-            "collection_id": task["collection_id"],
-            "document_id": task["document_id"],
-            "content_hash": digest,
-            "metadata": json.dumps(metadata),
-            "doc": encode_doc(doc),
-        },
-    )
+    """Put an extracted document on the job stream (never trimmed; entries go once acked),
+    with the trace it belongs to when tracing is on."""
+    fields: dict[FieldT, EncodableT] = {
+        "tenant_id": task["tenant_id"],
+        "task_id": task["task_id"],
+        "collection_id": task["collection_id"],
+        "document_id": task["document_id"],
+        "content_hash": digest,
+        "metadata": json.dumps(metadata),
+        "doc": encode_doc(doc),
+    }
+    if traceparent := tracing.traceparent():
+        fields[tracing.TRACEPARENT] = traceparent
+    await redis.xadd(keys.jobs, fields)
 
 
 #: The `kind` field of a re-embed's step on the job stream.

@@ -16,9 +16,10 @@ import logging
 
 import aiohttp
 import redis.asyncio as aioredis
+from opentelemetry.trace import SpanKind
 from tokenizers import Tokenizer
 
-from embedpipe import bundled_model
+from embedpipe import bundled_model, tracing
 from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 from embedpipe.streams import StreamConsumer, StreamEntry
@@ -143,7 +144,13 @@ class IngestionWorker:
             if fields.get("kind") == REEMBED_STEP:
                 await self.reembedding.run_step(tenant, task_id)
             else:
-                await self._ingest(fields, entry.fields[b"doc"])
+                with tracing.span(
+                    "ingest document",
+                    parent=fields.get(tracing.TRACEPARENT),
+                    kind=SpanKind.CONSUMER,
+                    attributes={"task_id": task_id, "deliveries": entry.deliveries},
+                ):
+                    await self._ingest(fields, entry.fields[b"doc"])
         except IngestionError as exc:
             if exc.transient:
                 # Left unacknowledged: redelivered after INGESTION_CLAIM_IDLE_MS, and
@@ -189,7 +196,10 @@ class IngestionWorker:
             await publish(self.redis, self.keys, chunking)
         chunker = Chunker(self.tokenizer, collection["chunk_tokens"], collection["overlap_tokens"])
         doc = decode_doc(raw_doc)
-        chunks = await asyncio.to_thread(chunker.chunk, doc, fields["document_id"])
+        with tracing.span("chunk") as span:
+            chunks = await asyncio.to_thread(chunker.chunk, doc, fields["document_id"])
+            if span is not None:
+                span.set_attribute("chunks", len(chunks))
         if not chunks:
             raise IngestionError(IngestionErrorCode.UNPROCESSABLE, "the document has no text")
         extra = json.loads(fields.get("metadata", "{}"))

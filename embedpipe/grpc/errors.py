@@ -9,6 +9,7 @@ INTERNAL without internals. Every kind of method is covered: unary and streaming
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -97,8 +98,8 @@ class WrapInterceptor(grpc.aio.ServerInterceptor):
     """Base of our interceptors: wraps every kind of handler, building each wrapper once per
     method (a new handler per call costs measurable CPU at a thousand calls a second).
 
-    `around(method)` gives an async context for one call: code run before the method, and
-    exceptions seen as they leave it. For a response stream it spans the whole stream.
+    Hooks for one call: `scope` a context the call runs in (for a response stream, the
+    whole stream), `before` code run before the method, `failed` the exceptions leaving it.
     """
 
     def __init__(self) -> None:
@@ -106,6 +107,10 @@ class WrapInterceptor(grpc.aio.ServerInterceptor):
 
     def applies_to(self, method: str) -> bool:
         return True
+
+    def scope(self, method: str, context: Context) -> contextlib.AbstractContextManager[object]:
+        """The context one call runs in (none by default)."""
+        return contextlib.nullcontext()
 
     async def before(self, method: str, request: Any, context: Context) -> None:
         """Runs before the method, with its request (None for a request stream)."""
@@ -117,8 +122,9 @@ class WrapInterceptor(grpc.aio.ServerInterceptor):
     def _unary(self, behavior: Behavior, method: str, streaming_request: bool) -> Behavior:
         async def call(request: Any, context: Context) -> Any:
             try:
-                await self.before(method, None if streaming_request else request, context)
-                return await behavior(request, context)
+                with self.scope(method, context):
+                    await self.before(method, None if streaming_request else request, context)
+                    return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
@@ -132,13 +138,14 @@ class WrapInterceptor(grpc.aio.ServerInterceptor):
         # context (grpc's health Watch): the wrapper writes either way.
         async def call(request: Any, context: Context) -> None:
             try:
-                await self.before(method, None if streaming_request else request, context)
-                responses = behavior(request, context)
-                if isinstance(responses, AsyncIterator):
-                    async for response in responses:
-                        await context.write(response)
-                else:
-                    await responses
+                with self.scope(method, context):
+                    await self.before(method, None if streaming_request else request, context)
+                    responses = behavior(request, context)
+                    if isinstance(responses, AsyncIterator):
+                        async for response in responses:
+                            await context.write(response)
+                    else:
+                        await responses
             except grpc.aio.AbortError:
                 raise
             except Exception as error:

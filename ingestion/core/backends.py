@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from embedpipe.auth import AUTHORIZATION
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
+from embedpipe.grpc.tracing import client_tracing_interceptors
 from embedpipe.metrics import ProcessMetrics
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect as connect_redis
@@ -52,7 +53,9 @@ async def open_backends(
     """The backends, their figures in `metrics` (the process's registry)."""
     pool = await connect_db(settings.database_url)
     redis = connect_redis(settings.redis_url)
-    channel = grpc.aio.insecure_channel(settings.embedding_grpc_target)
+    channel = grpc.aio.insecure_channel(
+        settings.embedding_grpc_target, interceptors=client_tracing_interceptors()
+    )
     keys = IngestionKeys(settings.key_prefix)
     limiter = None
     if settings.rate_limit_per_s > 0:

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from embedpipe import tracing
 from embedpipe.ingestion.v1 import ingestion_service_pb2 as pb
 from embedpipe.protojson import struct_object
 from embedpipe.task_status import TaskStatus
@@ -88,7 +89,8 @@ async def upload_document(
     fmt = detect_format(filename, content_type, data)
     task = await _start(backends, tenant, collection, document_id, filename, content_type, metadata)
     try:
-        extracted = await asyncio.to_thread(extract_text, data, fmt)
+        with tracing.span("extract", attributes={"document.format": fmt.value}):
+            extracted = await asyncio.to_thread(extract_text, data, fmt)
     except IngestionError as exc:
         failed = await store.fail_task(
             backends.pool, tenant, task["task_id"],

@@ -26,7 +26,7 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as embedpipe_dot_embedd
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%embedpipe/embedding/v1/callback.proto\x12\x16\x65mbedpipe.embedding.v1\x1a.embedpipe/embedding/v1/embedding_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x03\n\x11\x45mbeddingCallback\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\x12#\n\rcollection_id\x18\x03 \x01(\tR\x0c\x63ollectionId\x12\x1b\n\ttenant_id\x18\x04 \x01(\tR\x08tenantId\x12\x16\n\x06status\x18\x05 \x01(\tR\x06status\x12\x46\n\nembeddings\x18\x06 \x03(\x0b\x32&.embedpipe.embedding.v1.ChunkEmbeddingR\nembeddings\x12#\n\rerror_message\x18\x07 \x01(\tR\x0c\x65rrorMessage\x12\x1d\n\nerror_code\x18\x08 \x01(\tR\terrorCode\x12\x15\n\x06job_id\x18\t \x01(\tR\x05jobId\x12\x14\n\x05model\x18\n \x01(\tR\x05model\x12\x1e\n\ndimensions\x18\x0b \x01(\x05R\ndimensions\x12\x33\n\x05usage\x18\x0c \x01(\x0b\x32\x1d.embedpipe.embedding.v1.UsageR\x05usage\x12\x37\n\tpushed_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08pushedAt\"I\n\x0e\x43hunkEmbedding\x12\x19\n\x08\x63hunk_id\x18\x01 \x01(\tR\x07\x63hunkId\x12\x1c\n\tembedding\x18\x02 \x03(\x02R\tembeddingb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%embedpipe/embedding/v1/callback.proto\x12\x16\x65mbedpipe.embedding.v1\x1a.embedpipe/embedding/v1/embedding_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x04\n\x11\x45mbeddingCallback\x12\x17\n\x07task_id\x18\x01 \x01(\tR\x06taskId\x12\x1f\n\x0b\x64ocument_id\x18\x02 \x01(\tR\ndocumentId\x12#\n\rcollection_id\x18\x03 \x01(\tR\x0c\x63ollectionId\x12\x1b\n\ttenant_id\x18\x04 \x01(\tR\x08tenantId\x12\x16\n\x06status\x18\x05 \x01(\tR\x06status\x12\x46\n\nembeddings\x18\x06 \x03(\x0b\x32&.embedpipe.embedding.v1.ChunkEmbeddingR\nembeddings\x12#\n\rerror_message\x18\x07 \x01(\tR\x0c\x65rrorMessage\x12\x1d\n\nerror_code\x18\x08 \x01(\tR\terrorCode\x12\x15\n\x06job_id\x18\t \x01(\tR\x05jobId\x12\x14\n\x05model\x18\n \x01(\tR\x05model\x12\x1e\n\ndimensions\x18\x0b \x01(\x05R\ndimensions\x12\x33\n\x05usage\x18\x0c \x01(\x0b\x32\x1d.embedpipe.embedding.v1.UsageR\x05usage\x12\x37\n\tpushed_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08pushedAt\x12 \n\x0btraceparent\x18\x0e \x01(\tR\x0btraceparent\"I\n\x0e\x43hunkEmbedding\x12\x19\n\x08\x63hunk_id\x18\x01 \x01(\tR\x07\x63hunkId\x12\x1c\n\tembedding\x18\x02 \x03(\x02R\tembeddingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'embedpipe.embedding.v1.call
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMBEDDINGCALLBACK']._serialized_start=147
-  _globals['_EMBEDDINGCALLBACK']._serialized_end=641
-  _globals['_CHUNKEMBEDDING']._serialized_start=643
-  _globals['_CHUNKEMBEDDING']._serialized_end=716
+  _globals['_EMBEDDINGCALLBACK']._serialized_end=675
+  _globals['_CHUNKEMBEDDING']._serialized_start=677
+  _globals['_CHUNKEMBEDDING']._serialized_end=750
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbeddingCallback(_message.Message):
-    __slots__ = ("task_id", "document_id", "collection_id", "tenant_id", "status", "embeddings", "error_message", "error_code", "job_id", "model", "dimensions", "usage", "pushed_at")
+    __slots__ = ("task_id", "document_id", "collection_id", "tenant_id", "status", "embeddings", "error_message", "error_code", "job_id", "model", "dimensions", "usage", "pushed_at", "traceparent")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class EmbeddingCallback(_message.Message):
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     PUSHED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     document_id: str
     collection_id: str
@@ -38,7 +39,8 @@ class EmbeddingCallback(_message.Message):
     dimensions: int
     usage: _embedding_service_pb2.Usage
     pushed_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[ChunkEmbedding, _Mapping]]] = ..., error_message: _Optional[str] = ..., error_code: _Optional[str] = ..., job_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., usage: _Optional[_Union[_embedding_service_pb2.Usage, _Mapping]] = ..., pushed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, task_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[ChunkEmbedding, _Mapping]]] = ..., error_message: _Optional[str] = ..., error_code: _Optional[str] = ..., job_id: _Optional[str] = ..., model: _Optional[str] = ..., dimensions: _Optional[int] = ..., usage: _Optional[_Union[_embedding_service_pb2.Usage, _Mapping]] = ..., pushed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class ChunkEmbedding(_message.Message):
     __slots__ = ("chunk_id", "embedding")

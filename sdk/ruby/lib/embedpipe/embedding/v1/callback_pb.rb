@@ -22,6 +22,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :dimensions, :int32, 11, json_name: "dimensions"
       optional :usage, :message, 12, "embedpipe.embedding.v1.Usage", json_name: "usage"
       optional :pushed_at, :message, 13, "google.protobuf.Timestamp", json_name: "pushedAt"
+      optional :traceparent, :string, 14, json_name: "traceparent"
     end
     add_message "embedpipe.embedding.v1.ChunkEmbedding" do
       optional :chunk_id, :string, 1, json_name: "chunkId"

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file embedpipe/embedding/v1/callback.proto.
  */
 export const file_embedpipe_embedding_v1_callback: GenFile = /*@__PURE__*/
-  fileDesc("CiVlbWJlZHBpcGUvZW1iZWRkaW5nL3YxL2NhbGxiYWNrLnByb3RvEhZlbWJlZHBpcGUuZW1iZWRkaW5nLnYxIuoCChFFbWJlZGRpbmdDYWxsYmFjaxIPCgd0YXNrX2lkGAEgASgJEhMKC2RvY3VtZW50X2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSEQoJdGVuYW50X2lkGAQgASgJEg4KBnN0YXR1cxgFIAEoCRI6CgplbWJlZGRpbmdzGAYgAygLMiYuZW1iZWRwaXBlLmVtYmVkZGluZy52MS5DaHVua0VtYmVkZGluZxIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhIKCmVycm9yX2NvZGUYCCABKAkSDgoGam9iX2lkGAkgASgJEg0KBW1vZGVsGAogASgJEhIKCmRpbWVuc2lvbnMYCyABKAUSLAoFdXNhZ2UYDCABKAsyHS5lbWJlZHBpcGUuZW1iZWRkaW5nLnYxLlVzYWdlEi0KCXB1c2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNQoOQ2h1bmtFbWJlZGRpbmcSEAoIY2h1bmtfaWQYASABKAkSEQoJZW1iZWRkaW5nGAIgAygCYgZwcm90bzM", [file_embedpipe_embedding_v1_embedding_service, file_google_protobuf_timestamp]);
+  fileDesc("CiVlbWJlZHBpcGUvZW1iZWRkaW5nL3YxL2NhbGxiYWNrLnByb3RvEhZlbWJlZHBpcGUuZW1iZWRkaW5nLnYxIv8CChFFbWJlZGRpbmdDYWxsYmFjaxIPCgd0YXNrX2lkGAEgASgJEhMKC2RvY3VtZW50X2lkGAIgASgJEhUKDWNvbGxlY3Rpb25faWQYAyABKAkSEQoJdGVuYW50X2lkGAQgASgJEg4KBnN0YXR1cxgFIAEoCRI6CgplbWJlZGRpbmdzGAYgAygLMiYuZW1iZWRwaXBlLmVtYmVkZGluZy52MS5DaHVua0VtYmVkZGluZxIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhIKCmVycm9yX2NvZGUYCCABKAkSDgoGam9iX2lkGAkgASgJEg0KBW1vZGVsGAogASgJEhIKCmRpbWVuc2lvbnMYCyABKAUSLAoFdXNhZ2UYDCABKAsyHS5lbWJlZHBpcGUuZW1iZWRkaW5nLnYxLlVzYWdlEi0KCXB1c2hlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdHJhY2VwYXJlbnQYDiABKAkiNQoOQ2h1bmtFbWJlZGRpbmcSEAoIY2h1bmtfaWQYASABKAkSEQoJZW1iZWRkaW5nGAIgAygCYgZwcm90bzM", [file_embedpipe_embedding_v1_embedding_service, file_google_protobuf_timestamp]);
 
 /**
  * EmbeddingCallback is the result of a GenerateEmbeddings job, serialized as JSON
@@ -113,6 +113,14 @@ export type EmbeddingCallback = Message<"embedpipe.embedding.v1.EmbeddingCallbac
    * @generated from field: google.protobuf.Timestamp pushed_at = 13;
    */
   pushedAt?: Timestamp | undefined;
+
+  /**
+   * The W3C trace context of the job's span, present when tracing is on: the consumer's
+   * span continues the trace that sent the request.
+   *
+   * @generated from field: string traceparent = 14;
+   */
+  traceparent: string;
 };
 
 /**

@@ -28,6 +28,8 @@ $(STAMP): $(RUN_STAMP) pyproject.toml scripts/tools/package-lock.json \
 	@# The SDKs: TypeScript's from npm; Ruby's (and its code generators) from Debian.
 	npm ci --prefix sdk/typescript --no-audit --no-fund --loglevel=error
 	scripts/install_ruby_grpc.sh
+	@# The console's browser test: Debian's headless Chromium and chromedriver.
+	scripts/install_chromium.sh
 	touch $(STAMP)
 
 setup-run: $(RUN_STAMP)

@@ -162,6 +162,7 @@ def _banner(
     postgres = f"private, data in {data_dir / 'postgres'}" if own_pg else "DATABASE_URL"
     rows = [
         ("ingestion API", f"http://127.0.0.1:{env['INGESTION_PORT']}"),
+        ("web console", f"http://127.0.0.1:{env['INGESTION_PORT']}/console"),
         ("HTTP gateway", env["EMBEDDING_SERVICE_URL"]),
         ("gRPC IngestionService", f"127.0.0.1:{env['INGESTION_GRPC_PORT']}"),
         ("gRPC EmbeddingService", env["EMBEDDING_GRPC_TARGET"]),

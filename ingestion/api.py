@@ -13,6 +13,7 @@ from embedpipe.http.metrics import HTTP_METRICS, add_metrics_route
 from embedpipe.http.probes import Check, add_probe_routes
 from embedpipe.http.proto_routes import add_proto_routes
 from ingestion import routes
+from ingestion.console import add_console_routes
 from ingestion.core.backends import open_backends
 from ingestion.grpc_api import create_grpc_server
 from ingestion.http import BACKENDS, SETTINGS, middlewares
@@ -58,4 +59,5 @@ def create_app(settings: IngestionSettings) -> web.Application:
     r.add_get("/api/v1/ws", events_socket)
     add_probe_routes(app, _readiness)
     r.add_get("/openapi.json", openapi_json)
+    add_console_routes(app)
     return app

@@ -13,6 +13,7 @@ from embedpipe.http.probes import PROBE_PATHS
 from embedpipe.http.rate_limit import rate_limit_middleware
 from embedpipe.http.tracing import middlewares_if_tracing
 from embedpipe.violations import FieldViolation
+from ingestion import console
 from ingestion.core.backends import Backends
 from ingestion.core.failures import as_ingestion_error
 from ingestion.errors import IngestionErrorCode
@@ -21,7 +22,7 @@ from ingestion.settings import DEFAULT_TENANT, IngestionSettings
 SETTINGS = web.AppKey("settings", IngestionSettings)
 BACKENDS = web.AppKey("backends", Backends)
 
-PUBLIC_PATHS = PROBE_PATHS | {"/metrics", "/openapi.json"}
+PUBLIC_PATHS = PROBE_PATHS | {"/metrics", "/openapi.json"} | console.PATHS
 #: Browsers cannot set headers on a WebSocket, so there the key may come as `?api_key=`.
 QUERY_KEY_PATHS = frozenset({"/api/v1/ws"})
 

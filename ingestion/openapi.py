@@ -16,6 +16,7 @@ from google.protobuf.descriptor import Descriptor
 
 from embedpipe.http import openapi as spec
 from embedpipe.ingestion.v1 import resources_pb2
+from ingestion import console
 from ingestion.routes import ROUTES
 
 API_VERSION = "0.2.0"
@@ -126,6 +127,25 @@ def _http_only_schemas(describer: spec.ProtoDescriber) -> dict[str, spec.Schema]
     }
 
 
+def _console_paths() -> dict[str, spec.Schema]:
+    """The web console's page and its two files (ingestion/console/)."""
+    return {
+        route: {
+            "get": spec.public_operation(
+                f"console{name.split('.')[-1].capitalize()}",
+                f"The web console's {name} (no key: the page asks for one).",
+                {
+                    200: {
+                        "description": f"`{name}`.",
+                        "content": {content_type: {"schema": spec.string()}},
+                    }
+                },
+            )
+        }
+        for route, (name, content_type) in console.FILES.items()
+    }
+
+
 def _websocket_path() -> dict[str, spec.Schema]:
     return {
         "/api/v1/ws": {
@@ -179,6 +199,7 @@ def generate(comments: Mapping[str, str]) -> spec.Schema:
             **spec.probe_paths("PostgreSQL and Redis answer."),
             **spec.metrics_path(),
             **spec.openapi_path(),
+            **_console_paths(),
         },
         components={
             "schemas": dict(sorted({**describer.schemas, **http_only}.items())),

@@ -34,6 +34,7 @@ from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
 from gateway.app import create_app as create_gateway_app
 from gateway.openapi import document as gateway_document
 from gateway.settings import GatewaySettings
+from ingestion import console
 from ingestion.api import create_app as create_ingestion_app
 from ingestion.openapi import document as ingestion_document
 from ingestion.settings import IngestionSettings
@@ -69,6 +70,7 @@ GATEWAY_PUBLIC: frozenset[Route] = frozenset(
 )
 INGESTION_PUBLIC: frozenset[Route] = frozenset(
     {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json")}
+    | {("GET", path) for path in console.PATHS}
 )
 GENERATE = "/api/v1/embeddings/generate"
 GENERATE_BODY: dict[str, Any] = {

@@ -123,6 +123,10 @@ def test_the_wheel_runs_the_stack_from_a_fresh_venv_without_the_checkout(tmp_pat
                      "town", "--top-k", "1"], env=env, cwd=work)  # fmt: skip
         (top,) = json.loads(found.stdout)["results"]
         assert "ferry" in top["text"]
+        # The console's files are in the wheel too.
+        for page in ("/console", "/console/console.js", "/console/console.css"):
+            with urllib.request.urlopen(api + page, timeout=5) as answer:
+                assert answer.status == 200 and answer.read(), page
     finally:
         stack.send_signal(signal.SIGTERM)
         code = stack.wait(120)

@@ -9,6 +9,7 @@ import aiohttp
 from openapi_spec_validator import validate
 
 from embedpipe.protodoc import comments_by_name, proto_files
+from ingestion import console
 from ingestion.api import create_app
 from ingestion.openapi import document, generate
 from ingestion.settings import IngestionSettings
@@ -95,7 +96,7 @@ def test_bodies_errors_parameters_and_keys_are_described() -> None:
         if op["security"]:
             assert "401" in op["responses"], path
     public = {path for path, op in operations(spec) if not op["security"]}
-    assert public == {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+    assert public == {"/healthz", "/readyz", "/metrics", "/openapi.json", *console.PATHS}
 
 
 async def test_openapi_json_is_served_as_built(

@@ -8,13 +8,4 @@ PACKAGES=(chromium chromium-driver)
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   exit 0
 fi
-if [[ "$(id -u)" -eq 0 ]]; then
-  SUDO=()
-elif command -v sudo >/dev/null; then
-  SUDO=(sudo)
-else
-  echo "install_chromium: need root to run: apt-get install ${PACKAGES[*]}" >&2
-  exit 1
-fi
-DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-  "${PACKAGES[@]}" >/dev/null
+"$(dirname "${BASH_SOURCE[0]}")/apt_install.sh" "${PACKAGES[@]}"

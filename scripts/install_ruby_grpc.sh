@@ -9,13 +9,4 @@ if command -v ruby >/dev/null && ruby -e 'require "grpc"' 2>/dev/null \
   && [[ -x /usr/bin/protoc && -x /usr/bin/grpc_ruby_plugin ]]; then
   exit 0
 fi
-if [[ "$(id -u)" -eq 0 ]]; then
-  SUDO=()
-elif command -v sudo >/dev/null; then
-  SUDO=(sudo)
-else
-  echo "install_ruby_grpc: need root to run: apt-get install ${PACKAGES[*]}" >&2
-  exit 1
-fi
-DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-  "${PACKAGES[@]}" >/dev/null
+"$(dirname "${BASH_SOURCE[0]}")/apt_install.sh" "${PACKAGES[@]}"

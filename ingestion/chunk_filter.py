@@ -41,17 +41,27 @@ class ChunkFilter:
     @property
     def indexed(self) -> bool:
         """Whether an index finds the chunks that pass (one part is enough: the rest is
-        checked on what it finds): containment, document ids, a scalar equality or a few
-        scalar alternatives. Ranges and key tests are checked chunk by chunk."""
-        return bool(self.contains or self.document_ids) or any(
-            (c.test == "equals" and _scalar(c.value))
-            or (
-                c.test == "any_of"
-                and len(c.value) <= MAX_INDEXED_VALUES
-                and all(_scalar(v) for v in c.value)
+        checked on what it finds): containment, document ids, a scalar equality, a few
+        scalar alternatives, a range of numbers (`in_range_sql`). String ranges and key
+        tests are checked chunk by chunk."""
+        return (
+            bool(self.contains or self.document_ids)
+            or self.number_range is not None
+            or any(
+                (c.test == "equals" and _scalar(c.value))
+                or (
+                    c.test == "any_of"
+                    and len(c.value) <= MAX_INDEXED_VALUES
+                    and all(_scalar(v) for v in c.value)
+                )
+                for c in self.conditions
             )
-            for c in self.conditions
         )
+
+    @property
+    def number_range(self) -> Condition | None:
+        """The first range condition with numeric bounds, if any."""
+        return next((c for c in self.conditions if c.test == "range" and _numeric(c.value)), None)
 
 
 class SqlParameters:
@@ -63,6 +73,21 @@ class SqlParameters:
     def add(self, value: object) -> str:
         self.values.append(value)
         return f"${len(self.values)}"
+
+
+def in_range_sql(condition: Condition, parameters: SqlParameters) -> str:
+    """The (task_id, chunk_id) of the chunks of the collection ($1, $2) whose number at the
+    range's path is in it, through the btree of `chunk_numbers` (migration 006): a way to
+    the chunks a numeric range keeps. Chunks of every generation, live or not: `filter_sql`
+    and the collection's scope still test each one found."""
+    tests = "".join(
+        f" AND value {RANGE_OPERATORS[name]} {parameters.add(bound)}::numeric"
+        for name, bound in _number_bounds(condition.value).items()
+    )
+    return (
+        "SELECT task_id, chunk_id FROM chunk_numbers WHERE tenant_id = $1"
+        f" AND collection_id = $2 AND path = {parameters.add(list(condition.path))}::text[]{tests}"
+    )
 
 
 def filter_sql(chunk_filter: ChunkFilter, parameters: SqlParameters) -> str:
@@ -98,6 +123,16 @@ def _scalar(value: Any) -> bool:
     return not isinstance(value, dict | list)
 
 
+def _numeric(bounds: dict[str, Any]) -> bool:
+    """Whether a range's bounds compare numbers (they are all numbers or all strings)."""
+    return not all(isinstance(bound, str) for bound in bounds.values())
+
+
+def _number_bounds(bounds: dict[str, Any]) -> dict[str, Decimal]:
+    """Numeric bounds as PostgreSQL compares them: exact decimals of the floats given."""
+    return {name: Decimal(repr(float(bound))) for name, bound in bounds.items()}
+
+
 def _condition_sql(condition: Condition, parameters: SqlParameters) -> str:
     path = condition.path
     if condition.test == "exists":
@@ -128,12 +163,12 @@ def _range_sql(value: str, bounds: dict[str, Any], parameters: SqlParameters) ->
     """Numbers compare as numbers, strings byte by byte; a value of another type (or a
     number against string bounds) is out of range. CASE keeps PostgreSQL from casting a
     value before its type is known (AND does not fix an order)."""
-    if all(isinstance(bound, str) for bound in bounds.values()):
+    if not _numeric(bounds):
         kind, operand, cast = "string", f"{value} #>> '{{}}' COLLATE \"C\"", "::text"
         converted: dict[str, object] = dict(bounds)
     else:
         kind, operand, cast = "number", f"{value}::numeric", "::numeric"
-        converted = {name: Decimal(repr(float(bound))) for name, bound in bounds.items()}
+        converted = dict(_number_bounds(bounds))
     tests = " AND ".join(
         f"{operand} {RANGE_OPERATORS[name]} {parameters.add(bound)}{cast}"
         for name, bound in converted.items()

@@ -16,7 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from pgvector import Vector
 
 from embedpipe.task_status import FINAL, IN_PROGRESS, TaskStatus
-from ingestion.chunk_filter import ChunkFilter, SqlParameters, filter_sql
+from ingestion.chunk_filter import ChunkFilter, SqlParameters, filter_sql, in_range_sql
 from ingestion.db import Pool
 
 #: Statuses as the SQL statements pass them (text[] parameters). A task never goes back: a
@@ -643,17 +643,9 @@ async def vector_search(
             # is quicker than the walk, which meets one of them in a hundred tuples or more
             # (bench/search: containment keeping 1% of a collection of 100,000 chunks,
             # p99 54 ms walking, ... exact).
-            records = await connection.fetch(
-                f"WITH matching AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
-                f" WHERE {where} LIMIT {EXACT_BELOW + 1}) SELECT {_SEARCH_COLUMNS},"
-                f" 1 - ({distance}) AS score, (SELECT count(*) FROM matching) AS passing"
-                f" FROM matching ORDER BY {distance} LIMIT $4",
-                *parameters.values,
-            )
-            if not records or records[0]["passing"] <= EXACT_BELOW:
-                return [
-                    {k: v for k, v in row.items() if k != "passing"} for row in as_rows(records)
-                ]
+            few = await _exact_if_few(connection, chunk_filter, parameters, where, distance)
+            if few is not None:
+                return few
         if iterative and collection_chunks > EXACT_BELOW:
             # Measured on bench/search's 200,000 chunks: ef_search 400 took recall@10 of
             # collections of 10% of the table from 0.89 (100) to 0.985, p99 15 -> 22 ms;
@@ -688,6 +680,53 @@ async def vector_search(
 #: Collections of at most this many chunks are searched exactly: 2,000 took 11 ms on the
 #: 200,000 chunks of bench/search, as the index walk did.
 EXACT_BELOW = 2000
+
+
+async def _exact_if_few(
+    connection: Connection,
+    chunk_filter: ChunkFilter,
+    parameters: SqlParameters,
+    where: str,
+    distance: str,
+) -> list[dict[str, Any]] | None:
+    """The exact answer when at most EXACT_BELOW chunks pass an indexed filter, else None.
+
+    A numeric range: its chunks counted in the btree of chunk_numbers first (an index-only
+    scan, stopped past the threshold), then fetched one by one by key, a nested loop (left
+    to choose, PostgreSQL hashed all 100,000 chunks of the collection to join 2,000). Any
+    other indexed filter: one statement, PostgreSQL finding its chunks by the GIN or btree
+    index and stopping past the threshold."""
+    exact = SqlParameters(*parameters.values)  # its own: the walk after it has fewer
+    if (condition := chunk_filter.number_range) is not None:
+        counting = SqlParameters(*parameters.values[:2])  # the tenant and the collection
+        passing = await connection.fetchval(
+            f"SELECT count(*) FROM ({in_range_sql(condition, counting)}"
+            f" LIMIT {EXACT_BELOW + 1}) AS found",
+            *counting.values,
+        )
+        if passing > EXACT_BELOW:
+            return None
+        in_range = in_range_sql(condition, exact)
+        records = await connection.fetch(
+            f"WITH found AS MATERIALIZED ({in_range}), matching AS MATERIALIZED"
+            f" (SELECT m.* FROM found, LATERAL (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
+            f" WHERE task_id = found.task_id AND chunk_id = found.chunk_id AND {where}"
+            f" OFFSET 0) AS m), measured AS (SELECT {_SEARCH_COLUMNS}, {distance} AS distance"
+            f" FROM matching) SELECT {_SEARCH_COLUMNS}, 1 - distance AS score FROM measured"
+            " ORDER BY distance LIMIT $4",
+            *exact.values,
+        )
+        return as_rows(records)
+    records = await connection.fetch(
+        f"WITH matching AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
+        f" WHERE {where} LIMIT {EXACT_BELOW + 1}) SELECT {_SEARCH_COLUMNS},"
+        f" 1 - ({distance}) AS score, (SELECT count(*) FROM matching) AS passing"
+        f" FROM matching ORDER BY {distance} LIMIT $4",
+        *exact.values,
+    )
+    if records and records[0]["passing"] > EXACT_BELOW:
+        return None
+    return [{k: v for k, v in row.items() if k != "passing"} for row in as_rows(records)]
 
 
 def _scope(collection: asyncpg.Record, parameters: SqlParameters) -> str:

@@ -5,6 +5,7 @@ collection of 9% of a table got 6 results of 10 asked."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 from ingestion import store
-from ingestion.chunk_filter import ChunkFilter
+from ingestion.chunk_filter import ChunkFilter, Condition
 from ingestion.db import Pool, connect
+from ingestion.store import EXACT_BELOW
 
 #: Small vectors: the index is built in seconds, and the filtering problem is the same.
 DIMENSIONS = 16
@@ -36,11 +38,16 @@ def unit_vectors(count: int, seed: int) -> np.ndarray:
     return unit
 
 
+def metadata(i: int) -> dict[str, object]:
+    """Every tenth chunk is `{"kind": "rare"}`; each has its number `n` (nested too)."""
+    return {"n": i, "at": {"n": i}, **({"kind": "rare"} if i % 10 == 0 else {})}
+
+
 def chunk_rows(tenant: str, collection: str, vectors: np.ndarray) -> list[tuple[object, ...]]:
-    """Live chunks, one a document; every tenth carries `{"kind": "rare"}`."""
+    """Live chunks, one a document."""
     return [
         (tenant, collection, f"doc-{i}", f"task-{collection}", f"doc-{i}:0", 0, f"chunk {i}",
-         json.dumps({"kind": "rare"} if i % 10 == 0 else {}), vector, DIMENSIONS, True)
+         json.dumps(metadata(i)), vector, DIMENSIONS, True)
         for i, vector in enumerate(vectors)
     ]  # fmt: skip
 
@@ -78,9 +85,11 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
         await opened.close()
 
 
-def nearest(vectors: np.ndarray, query: np.ndarray, *, rare_only: bool = False) -> list[str]:
+def nearest(
+    vectors: np.ndarray, query: np.ndarray, *, rare_only: bool = False, below: int | None = None
+) -> list[str]:
     order = np.argsort(-(vectors @ query), kind="stable")
-    ids = [int(i) for i in order if not rare_only or i % 10 == 0]
+    ids = [int(i) for i in order if (not rare_only or i % 10 == 0) and (below is None or i < below)]
     return [f"doc-{i}:0" for i in ids[:TOP_K]]
 
 
@@ -108,3 +117,31 @@ async def test_every_share_of_the_table_gets_top_k_and_its_nearest_chunks(
                 if not iterative:
                     assert ids == expected  # exact search: exactly the nearest
     assert min(recalls) >= 0.9 and sum(recalls) / len(recalls) >= 0.97, recalls
+
+
+async def test_a_range_keeping_few_chunks_of_a_large_collection_gets_the_nearest_of_them(
+    pool: Pool,
+) -> None:
+    """A numeric range is found through the chunk numbers' index, whatever share it keeps:
+    50%, 1%, 0.1% and 0.05% of a collection of 6,000 chunks (most of a 66,000-chunk table),
+    at a top-level and at a nested path. A chunk's numbers go with it."""
+    size = SIZES["nine-percent"]
+    vectors = unit_vectors(size, 2)
+    for path, below in itertools.product([("n",), ("at", "n")], (3000, 60, 6, 3)):
+        chunk_filter = ChunkFilter(conditions=(Condition(path, "range", {"lt": below}),))
+        for query_seed in range(3):
+            query = unit_vectors(1, 200 + query_seed)[0]
+            found = await store.vector_search(
+                pool, "mine", "nine-percent", list(query), model="m", limit=TOP_K,
+                chunk_filter=chunk_filter, iterative=True, collection_chunks=size,
+            )  # fmt: skip
+            ids = [row["chunk_id"] for row in found]
+            expected = nearest(vectors, query, below=below)
+            if below <= EXACT_BELOW:  # few pass: searched exactly
+                assert ids == expected, (path, below)
+            else:
+                assert len(set(ids) & set(expected)) >= 9, (path, below)
+    count = "SELECT count(*) FROM chunk_numbers WHERE tenant_id = 'mine' AND collection_id = $1"
+    assert await pool.fetchval(count, "tiny") == 2 * SIZES["tiny"]  # n and at.n
+    assert await store.delete_collection(pool, "mine", "tiny")
+    assert await pool.fetchval(count, "tiny") == 0

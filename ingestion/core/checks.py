@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from embedpipe.text_safety import text_problem
 from ingestion.errors import IngestionError, IngestionErrorCode
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+#: Metadata of a collection or a document, as compact JSON: a document's is copied into
+#: each of its chunks and every number in it is a row of the range index (migration 006).
+MAX_METADATA_BYTES = 16 * 1024
 
 
 def invalid(field: str, message: str) -> IngestionError:
@@ -37,3 +42,11 @@ def check_storable(value: object, field: str) -> None:
     anywhere in a JSON value, naming the field."""
     if problem := text_problem(value, nul_allowed=False):
         raise invalid(field, problem)
+
+
+def check_metadata(metadata: dict[str, Any], field: str) -> None:
+    """Metadata that can be stored, and at most MAX_METADATA_BYTES of JSON."""
+    check_storable(metadata, field)
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise invalid(field, f"must be at most {MAX_METADATA_BYTES} bytes as JSON, not {size}")

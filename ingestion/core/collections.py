@@ -13,7 +13,7 @@ from embedpipe.protojson import struct_object
 from ingestion import store
 from ingestion.core import messages
 from ingestion.core.backends import Backends
-from ingestion.core.checks import check_between, check_id, check_storable, invalid, not_found
+from ingestion.core.checks import check_between, check_id, check_metadata, invalid, not_found
 from ingestion.core.pages import page_of
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.upstream import CALL_TIMEOUT_S, embedding_failure
@@ -78,7 +78,7 @@ async def create_collection(
     if not model:
         raise invalid("model", "must be a model name")
     metadata = struct_object(request.metadata)
-    check_storable(metadata, "metadata")
+    check_metadata(metadata, "metadata")
     info = await model_info(backends, model)
     # Chunks must fit the model's window, with room for the special tokens it adds.
     window = max(16, info.max_input_tokens - 2)

@@ -13,7 +13,7 @@ from embedpipe.task_status import TaskStatus
 from ingestion import store
 from ingestion.core import messages
 from ingestion.core.backends import Backends
-from ingestion.core.checks import check_id, check_storable, invalid, not_found
+from ingestion.core.checks import check_id, check_metadata, check_storable, invalid, not_found
 from ingestion.core.pages import page_of
 from ingestion.errors import IngestionError, IngestionErrorCode
 from ingestion.events import publish
@@ -84,7 +84,7 @@ async def upload_document(
     check_storable(filename, "filename")
     check_storable(content_type, "content_type")
     metadata = struct_object(header.metadata)
-    check_storable(metadata, "metadata")
+    check_metadata(metadata, "metadata")
     document_id = check_id(header.document_id or uuid.uuid4().hex, "document_id")
     fmt = detect_format(filename, content_type, data)
     task = await _start(backends, tenant, collection, document_id, filename, content_type, metadata)

@@ -223,6 +223,11 @@ CASES = [
         {"collection_id": "c", "metadata": {"k": "a\x00b"}},
     ),
     Case(
+        "create: metadata past 16 KiB", "POST", "/collections", "CreateCollection",
+        _fixed(_collection(collection_id="c", metadata={"k": "x" * 17_000})),
+        {"collection_id": "c", "metadata": {"k": "x" * 17_000}},
+    ),
+    Case(
         "get", "GET", "/collections/shared", "GetCollection",
         _fixed(pb.GetCollectionRequest(collection_id="shared")), unwrap="collection",
     ),
@@ -291,6 +296,12 @@ CASES = [
     Case(
         "upload: no text", "POST", "/collections/shared/documents", "UploadDocument",
         lambda _w: header(document_id="x"), {"document_id": "x"},
+    ),
+    Case(
+        "upload: metadata past 16 KiB", "POST", "/collections/shared/documents",
+        "UploadDocument",
+        lambda _w: header(text="Some text.", metadata={"n": list(range(4000))}),
+        {"text": "Some text.", "metadata": {"n": list(range(4000))}},
     ),
     Case(
         "upload: bad document_id", "POST", "/collections/shared/documents", "UploadDocument",

@@ -52,7 +52,7 @@ export type CreateCollectionRequest = Message<"embedpipe.ingestion.v1.CreateColl
   overlapTokens?: number | undefined;
 
   /**
-   * Kept with the collection.
+   * Kept with the collection; at most 16 KiB as JSON.
    *
    * @generated from field: google.protobuf.Struct metadata = 5;
    */
@@ -347,7 +347,8 @@ export type DocumentHeader = Message<"embedpipe.ingestion.v1.DocumentHeader"> & 
   contentType?: string | undefined;
 
   /**
-   * Stored with the document and each of its chunks; search filters match it.
+   * Stored with the document and each of its chunks; search filters match it. At most
+   * 16 KiB as JSON.
    *
    * @generated from field: google.protobuf.Struct metadata = 5;
    */

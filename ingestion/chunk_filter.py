@@ -7,10 +7,13 @@ turns into SQL over the `chunks` table, every value a parameter.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+#: A path part `#>` takes for a position in an array (as PostgreSQL's strtol reads it).
+_ARRAY_POSITION = re.compile(r"\s*[-+]?[0-9]+", re.ASCII)
 #: A range's comparisons, by their field names in the contract.
 RANGE_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
@@ -41,27 +44,38 @@ class ChunkFilter:
     @property
     def indexed(self) -> bool:
         """Whether an index finds the chunks that pass (one part is enough: the rest is
-        checked on what it finds): containment, document ids, a scalar equality, a few
-        scalar alternatives, a range of numbers (`in_range_sql`). String ranges and key
-        tests are checked chunk by chunk."""
-        return (
-            bool(self.contains or self.document_ids)
-            or self.number_range is not None
-            or any(
-                (c.test == "equals" and _scalar(c.value))
-                or (
-                    c.test == "any_of"
-                    and len(c.value) <= MAX_INDEXED_VALUES
-                    and all(_scalar(v) for v in c.value)
-                )
-                for c in self.conditions
+        checked on what it finds): a part `indexed_in_chunks` or a range of numbers
+        (`in_range_sql`). String ranges and key tests are checked chunk by chunk."""
+        return self.indexed_in_chunks or self.number_range is not None
+
+    @property
+    def indexed_in_chunks(self) -> bool:
+        """Whether an index of the chunks table finds them: containment, document ids, a
+        scalar equality, a few scalar alternatives (the GIN and btree indexes)."""
+        return bool(self.contains or self.document_ids) or any(
+            (c.test == "equals" and _scalar(c.value))
+            or (
+                c.test == "any_of"
+                and len(c.value) <= MAX_INDEXED_VALUES
+                and all(_scalar(v) for v in c.value)
             )
+            for c in self.conditions
         )
 
     @property
     def number_range(self) -> Condition | None:
-        """The first range condition with numeric bounds, if any."""
-        return next((c for c in self.conditions if c.test == "range" and _numeric(c.value)), None)
+        """The first range condition with numeric bounds the index holds (migration 007):
+        not one whose path has a part that `#>` reads as an array position."""
+        return next(
+            (
+                c
+                for c in self.conditions
+                if c.test == "range"
+                and _numeric(c.value)
+                and not any(_ARRAY_POSITION.fullmatch(part) for part in c.path)
+            ),
+            None,
+        )
 
 
 class SqlParameters:

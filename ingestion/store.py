@@ -16,7 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from pgvector import Vector
 
 from embedpipe.task_status import FINAL, IN_PROGRESS, TaskStatus
-from ingestion.chunk_filter import ChunkFilter, SqlParameters, filter_sql, in_range_sql
+from ingestion.chunk_filter import ChunkFilter, Condition, SqlParameters, filter_sql, in_range_sql
 from ingestion.db import Pool
 
 #: Statuses as the SQL statements pass them (text[] parameters). A task never goes back: a
@@ -694,8 +694,8 @@ async def _exact_if_few(
     A numeric range: its chunks counted in the btree of chunk_numbers first (an index-only
     scan, stopped past the threshold), then fetched one by one by key, a nested loop (left
     to choose, PostgreSQL hashed all 100,000 chunks of the collection to join 2,000). Any
-    other indexed filter: one statement, PostgreSQL finding its chunks by the GIN or btree
-    index and stopping past the threshold."""
+    other indexed filter, or a wide range with one: one statement, PostgreSQL finding its
+    chunks by the GIN or btree index and stopping past the threshold."""
     exact = SqlParameters(*parameters.values)  # its own: the walk after it has fewer
     if (condition := chunk_filter.number_range) is not None:
         counting = SqlParameters(*parameters.values[:2])  # the tenant and the collection
@@ -704,19 +704,10 @@ async def _exact_if_few(
             f" LIMIT {EXACT_BELOW + 1}) AS found",
             *counting.values,
         )
-        if passing > EXACT_BELOW:
+        if passing <= EXACT_BELOW:
+            return await _exact_in_range(connection, condition, exact, where, distance)
+        if not chunk_filter.indexed_in_chunks:
             return None
-        in_range = in_range_sql(condition, exact)
-        records = await connection.fetch(
-            f"WITH found AS MATERIALIZED ({in_range}), matching AS MATERIALIZED"
-            f" (SELECT m.* FROM found, LATERAL (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
-            f" WHERE task_id = found.task_id AND chunk_id = found.chunk_id AND {where}"
-            f" OFFSET 0) AS m), measured AS (SELECT {_SEARCH_COLUMNS}, {distance} AS distance"
-            f" FROM matching) SELECT {_SEARCH_COLUMNS}, 1 - distance AS score FROM measured"
-            " ORDER BY distance LIMIT $4",
-            *exact.values,
-        )
-        return as_rows(records)
     records = await connection.fetch(
         f"WITH matching AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
         f" WHERE {where} LIMIT {EXACT_BELOW + 1}) SELECT {_SEARCH_COLUMNS},"
@@ -727,6 +718,27 @@ async def _exact_if_few(
     if records and records[0]["passing"] > EXACT_BELOW:
         return None
     return [{k: v for k, v in row.items() if k != "passing"} for row in as_rows(records)]
+
+
+async def _exact_in_range(
+    connection: Connection,
+    condition: Condition,
+    parameters: SqlParameters,
+    where: str,
+    distance: str,
+) -> list[dict[str, Any]]:
+    """The exact answer among the few chunks a numeric range keeps, fetched by key."""
+    in_range = in_range_sql(condition, parameters)
+    records = await connection.fetch(
+        f"WITH found AS MATERIALIZED ({in_range}), matching AS MATERIALIZED"
+        f" (SELECT m.* FROM found, LATERAL (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
+        f" WHERE task_id = found.task_id AND chunk_id = found.chunk_id AND {where}"
+        f" OFFSET 0) AS m), measured AS (SELECT {_SEARCH_COLUMNS}, {distance} AS distance"
+        f" FROM matching) SELECT {_SEARCH_COLUMNS}, 1 - distance AS score FROM measured"
+        " ORDER BY distance LIMIT $4",
+        *parameters.values,
+    )
+    return as_rows(records)
 
 
 def _scope(collection: asyncpg.Record, parameters: SqlParameters) -> str:

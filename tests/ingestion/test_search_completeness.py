@@ -39,8 +39,9 @@ def unit_vectors(count: int, seed: int) -> np.ndarray:
 
 
 def metadata(i: int) -> dict[str, object]:
-    """Every tenth chunk is `{"kind": "rare"}`; each has its number `n` (nested too)."""
-    return {"n": i, "at": {"n": i}, **({"kind": "rare"} if i % 10 == 0 else {})}
+    """Every tenth chunk is `{"kind": "rare"}`; each has its number `n` (nested too, and
+    first in a list)."""
+    return {"n": i, "at": {"n": i}, "list": [i], **({"kind": "rare"} if i % 10 == 0 else {})}
 
 
 def chunk_rows(tenant: str, collection: str, vectors: np.ndarray) -> list[tuple[object, ...]]:
@@ -86,10 +87,21 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
 
 
 def nearest(
-    vectors: np.ndarray, query: np.ndarray, *, rare_only: bool = False, below: int | None = None
+    vectors: np.ndarray,
+    query: np.ndarray,
+    *,
+    rare_only: bool = False,
+    below: int | None = None,
+    among: set[int] | None = None,
 ) -> list[str]:
     order = np.argsort(-(vectors @ query), kind="stable")
-    ids = [int(i) for i in order if (not rare_only or i % 10 == 0) and (below is None or i < below)]
+    ids = [
+        int(i)
+        for i in order
+        if (not rare_only or i % 10 == 0)
+        and (below is None or i < below)
+        and (among is None or i in among)
+    ]
     return [f"doc-{i}:0" for i in ids[:TOP_K]]
 
 
@@ -145,3 +157,52 @@ async def test_a_range_keeping_few_chunks_of_a_large_collection_gets_the_nearest
     assert await pool.fetchval(count, "tiny") == 2 * SIZES["tiny"]  # n and at.n
     assert await store.delete_collection(pool, "mine", "tiny")
     assert await pool.fetchval(count, "tiny") == 0
+
+
+async def test_a_range_through_a_list_or_beside_a_narrower_filter_is_still_complete(
+    pool: Pool,
+) -> None:
+    """The index holds numbers reached through objects only: a range at a list's position
+    (`list.0`) is tested chunk by chunk and still finds its chunks. A range keeping half a
+    collection beside a filter on five documents searches those five exactly."""
+    size = SIZES["nine-percent"]
+    vectors = unit_vectors(size, 2)
+    query = unit_vectors(1, 300)[0]
+    at_position = ChunkFilter(conditions=(Condition(("list", "0"), "range", {"lt": 3000}),))
+    found = await store.vector_search(
+        pool, "mine", "nine-percent", list(query), model="m", limit=TOP_K,
+        chunk_filter=at_position, iterative=True, collection_chunks=size,
+    )  # fmt: skip
+    ids = [row["chunk_id"] for row in found]
+    assert len(set(ids) & set(nearest(vectors, query, below=3000))) >= 9, ids
+    documents = {7, 1234, 2999, 3000, 5000}
+    beside = ChunkFilter(
+        conditions=(Condition(("n",), "range", {"lt": 3000}),),
+        document_ids=tuple(f"doc-{i}" for i in documents),
+    )
+    found = await store.vector_search(
+        pool, "mine", "nine-percent", list(query), model="m", limit=TOP_K,
+        chunk_filter=beside, iterative=True, collection_chunks=size,
+    )  # fmt: skip
+    expected = nearest(vectors, query, below=3000, among=documents)
+    assert [row["chunk_id"] for row in found] == expected and len(expected) == 3
+
+
+async def test_numbers_at_paths_no_filter_can_name_stay_out_of_the_index(pool: Pool) -> None:
+    """A key longer than a filter's 256 characters (too long for a btree row at 3,000), a
+    path deeper than 16 parts and a key like a list position: the chunk is stored, only
+    its other numbers are indexed."""
+    deep: dict[str, object] = {"n": 1}
+    for _ in range(20):
+        deep = {"d": deep}
+    odd = {"x" * 3000: 1, "deep": deep, "list": {"0": 5}, "kept": 2}
+    row = ("mine", "tiny", "doc-odd", "task-odd", "doc-odd:0", 0, "odd", json.dumps(odd),
+           unit_vectors(1, 9)[0], DIMENSIONS, True)  # fmt: skip
+    async with pool.acquire() as connection:
+        await connection.copy_records_to_table(
+            "chunks", records=[row],
+            columns=["tenant_id", "collection_id", "document_id", "task_id", "chunk_id",
+                     "position", "text", "metadata", "embedding", "dimensions", "live"],
+        )  # fmt: skip
+        paths = await connection.fetch("SELECT path FROM chunk_numbers WHERE task_id = 'task-odd'")
+    assert [r["path"] for r in paths] == [["kept"]]

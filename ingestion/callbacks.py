@@ -263,7 +263,7 @@ class CallbackConsumer:
             return
         while True:
             try:
-                await self.handle_embedding_callback(body)
+                outcome = await self.handle_embedding_callback(body)
                 break
             except Exception as exc:
                 if database_unavailable(exc):
@@ -276,25 +276,23 @@ class CallbackConsumer:
                 # consumer or block the queue; keep it for inspection.
                 log.exception("callback could not be applied task_id=%s", body.get("task_id"))
                 await self._dead_letter(raw, f"not storable: {exc!r}")
+                outcome = "dead_lettered"
                 break
+        self._count(body, outcome)
         await self.redis.lrem(self.processing, 1, raw)  # type: ignore[arg-type]
 
-    def _count(self, body: dict[str, Any], result: store.StoreResult) -> None:
-        """A success callback's outcome; its lag when its vectors were stored now."""
-        if result.stale or result.refused or result.task is None:
-            outcome = "stale" if result.stale else "refused" if result.refused else "unknown_task"
-            self.metrics.callbacks.labels(outcome).inc()
-            return
-        self.metrics.callbacks.labels("stored").inc()
-        self.metrics.chunks_stored.inc(result.stored)
-        if isinstance(pushed := body.get("pushed_at"), str):
+    def _count(self, body: dict[str, Any], outcome: str) -> None:
+        """A callback's outcome, once whatever retries it took; a stored one's lag."""
+        self.metrics.callbacks.labels(outcome).inc()
+        if outcome == "stored" and isinstance(pushed := body.get("pushed_at"), str):
             with contextlib.suppress(ValueError):  # ours to add; another sender's may differ
                 lag = time.time() - datetime.fromisoformat(pushed).timestamp()
                 self.metrics.callback_lag.observe(max(0.0, lag))
 
-    async def handle_embedding_callback(self, body: dict[str, Any]) -> None:
+    async def handle_embedding_callback(self, body: dict[str, Any]) -> str:
         """Apply one callback: store its vectors, or fail the task (in a span continuing
-        the job's trace, when tracing is on and the callback names one)."""
+        the job's trace, when tracing is on and the callback names one). Its outcome, one
+        of CALLBACK_OUTCOMES."""
         parent = body.get(tracing.TRACEPARENT)
         with tracing.span(
             "store callback",
@@ -302,13 +300,12 @@ class CallbackConsumer:
             kind=SpanKind.CONSUMER,
             attributes={"task_id": body["task_id"], "status": body["status"]},
         ):
-            await self._apply(body)
+            return await self._apply(body)
 
-    async def _apply(self, body: dict[str, Any]) -> None:
+    async def _apply(self, body: dict[str, Any]) -> str:
         tenant, task_id = body["tenant_id"], body["task_id"]
         timed = self.metrics.store_duration.labels
         if body["status"] == "error":
-            self.metrics.callbacks.labels("error").inc()
             with timed("fail_task").time():
                 failed = await store.fail_task(
                     self.pool, tenant, task_id,
@@ -317,18 +314,18 @@ class CallbackConsumer:
             if failed is not None:
                 await publish(self.redis, self.keys, failed)
             log.warning("task failed task_id=%s code=%s", task_id, body["error_code"])
-            return
+            return "error"
         vectors = [(e["chunk_id"], e["embedding"]) for e in body["embeddings"]]
         with timed("store_embeddings").time(), tracing.span("store embeddings"):
             result = await store.store_embeddings(
                 self.pool, tenant, task_id, vectors, model=body.get("model")
             )
-        self._count(body, result)
+        self.metrics.chunks_stored.inc(result.stored)  # stored now: a retry stores none again
         if result.stale:
             # Made with the model the collection had before a re-embed switched it; the
             # task is sent again with the new one.
             log.info("stale callback dropped task_id=%s model=%s", task_id, body.get("model"))
-            return
+            return "stale"
         if result.refused:
             failed = await store.fail_task(
                 self.pool, tenant, task_id,
@@ -337,13 +334,13 @@ class CallbackConsumer:
             if failed is not None:
                 await publish(self.redis, self.keys, failed)
             log.error("callback refused task_id=%s reason=%s", task_id, result.refused)
-            return
+            return "refused"
         task = result.task
         if task is None:
             log.warning(
                 "callback for an unknown task dropped task_id=%s tenant_id=%s", task_id, tenant
             )
-            return
+            return "unknown_task"
         if result.stored:
             await publish(self.redis, self.keys, task)
         if task["kind"] == store.REEMBED:
@@ -361,3 +358,4 @@ class CallbackConsumer:
         log.info(
             "callback applied task_id=%s chunks=%d stored=%d", task_id, len(vectors), result.stored
         )
+        return "stored"

@@ -10,6 +10,7 @@ summed over the workers meets the embedding workers' `embedpipe_chunks_embedded_
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -19,9 +20,13 @@ from embedpipe.task_status import TaskStatus
 from ingestion import store
 from ingestion.db import Pool
 
-#: From a millisecond to ten minutes: a callback waits as long as the queue is behind.
 #: What became of a callback taken from the queue.
-CALLBACK_OUTCOMES = ("stored", "error", "stale", "refused", "unknown_task", "malformed")
+CALLBACK_OUTCOMES = (
+    "stored", "error", "stale", "refused", "unknown_task", "malformed", "dead_lettered",
+)  # fmt: skip
+#: From a millisecond to ten minutes: a callback waits as long as the queue is behind.
+#: The tasks table is counted (a scan of it all) at most this often, however many scrape.
+TASKS_COUNTED_EVERY_S = 5.0
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0)
 
 
@@ -39,15 +44,22 @@ class ApiMetrics:
         )
         self.tasks = Gauge(
             "embedpipe_tasks",
-            "Tasks by status, over every tenant.",
+            "Tasks by status, over every tenant (counted at most every "
+            f"{TASKS_COUNTED_EVERY_S:g} s).",
             ("status",),
             registry=registry,
         )
         process.refreshers.append(self._refresher(pool))
 
     def _refresher(self, pool: Pool) -> Callable[[], Awaitable[None]]:
+        counted_at = -TASKS_COUNTED_EVERY_S
+
         async def refresh() -> None:
+            nonlocal counted_at
+            if time.monotonic() - counted_at < TASKS_COUNTED_EVERY_S:
+                return
             counts = await store.tasks_by_status(pool)
+            counted_at = time.monotonic()
             for status in TaskStatus:
                 self.tasks.labels(status.value).set(counts.get(status.value, 0))
 
@@ -72,7 +84,8 @@ class WorkerMetrics:
         self.callbacks = Counter(
             "embedpipe_callbacks_total",
             "Callbacks taken from the queue, by outcome: stored, error (the job failed), "
-            "stale (another model's), refused, unknown_task, malformed.",
+            "stale (another model's), refused, unknown_task, malformed, dead_lettered (the "
+            "database refused it); each counted once, however many retries it took.",
             ("outcome",),
             registry=registry,
         )

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from embedpipe.task_status import TaskStatus
+from ingestion.metrics import TASKS_COUNTED_EVERY_S
 from tests.support.processes import REPO
 from tests.support.stack import RunningStack, clean_env, running_stack
 
@@ -118,7 +119,14 @@ async def ingest_while_scraping(
             search = {"query": "pressure of the valves", "mode": f"SEARCH_MODE_{mode.upper()}"}
             async with http.post(f"{api}/collections/reports/search", json=search) as r:
                 assert r.status == 200, await r.text()
-        return stored_chunks, {name: await scrape(http, url) for name, url in urls.items()}
+        # The tasks gauge is counted every few seconds: wait for it to count them all.
+        async with asyncio.timeout(TASKS_COUNTED_EVERY_S + 10):
+            while True:
+                scrapes = {name: await scrape(http, url) for name, url in urls.items()}
+                api_scrape = scrapes["ingestion-api"]
+                if total(api_scrape, "embedpipe_tasks", status="completed") == DOCUMENTS:
+                    return stored_chunks, scrapes
+                await asyncio.sleep(0.5)
 
 
 async def test_every_process_serves_metrics_that_agree_after_an_ingest(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -22,7 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from embedding.keys import EmbeddingKeys
 from embedding.worker import EmbeddingWorker
+from embedpipe.metrics import MetricsSettings
 from embedpipe.redis_conn import connect as connect_redis
+from embedpipe.redis_server import free_port
 from ingestion.db import connect as connect_db
 from ingestion.embedding_client import EmbeddingClient
 from ingestion.keys import IngestionKeys
@@ -430,9 +433,12 @@ async def test_callbacks_the_database_refuses_are_dead_lettered_not_fatal(
     redis: aioredis.Redis,
     db: asyncpg.Connection,
 ) -> None:
-    """Well-formed JSON that the store cannot take must not stop the consumer either."""
+    """Well-formed JSON that the store cannot take must not stop the consumer either; the
+    worker's metrics count it once, as dead-lettered."""
+    metrics_port = free_port()
+    settings = replace(ingestion_settings, metrics=MetricsSettings(port=metrics_port))
     stop = asyncio.Event()
-    running = asyncio.create_task(run_worker(ingestion_settings, stop))
+    running = asyncio.create_task(run_worker(settings, stop))
     try:
         task = await embedding_task(http, ingestion_api, "refused", AQUARIUM_MD.decode())
         chunk_ids = await staged_chunk_ids(db, task["task_id"])
@@ -457,6 +463,16 @@ async def test_callbacks_the_database_refuses_are_dead_lettered_not_fatal(
         assert dead == [json.dumps(bad).encode()]
         failed = await wait_task(http, ingestion_api, task["task_id"])
         assert failed["error_code"] == "PROVIDER_REJECTED"
+        async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+            text = await r.text()
+        outcomes = {
+            sample.labels["outcome"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "embedpipe_callbacks_total"
+        }
+        assert outcomes["dead_lettered"] == 1 and outcomes["error"] == 1
+        assert sum(outcomes.values()) == 2
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)

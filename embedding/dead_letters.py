@@ -51,7 +51,9 @@ _PAGE = 500
 # KEYS: dead-letter stream, job stream, dedupe key of the request.
 # ARGV: dead-letter entry id, new job id, accepted_ms.
 # Returns {1, new entry id}, {0, ''} if the entry is gone, {-1, reason} if not re-drivable.
-# The job entry's layout is the one `_ENQUEUE` in embedding/jobs.py writes.
+# The job entry has the fields `_ENQUEUE` in embedding/jobs.py writes, less the traceparent
+# (the dead-letter entry keeps none: a re-driven job starts a trace of its own), plus
+# redriven_from.
 _REDRIVE = """
 local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #found == 0 then return {0, ''} end

@@ -145,9 +145,9 @@ class EmbeddingWorker:
         except EmbeddingError as exc:
             if len(jobs) > 1 and not exc.transient:
                 # One job's input may have made the provider refuse the whole batch:
-                # find out which by trying each job alone.
-                for job in jobs:
-                    await self._embed_and_finish([job])
+                # find out which by trying each job alone (in its span still).
+                for job, trace in zip(jobs, traces, strict=True):
+                    await self._embed_and_finish_traced([job], [trace])
                 return
             for job, trace in zip(jobs, traces, strict=True):
                 await self._finish_error(job, exc.code, exc.message, trace)

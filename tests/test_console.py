@@ -130,7 +130,10 @@ def drive(driver: WebDriver, url: str, key: str, upload_dir: Path) -> None:
     steps.find("#tasks li")
     steps.shot("uploading")
     for name in ("lighthouse.md", "bakery.md"):
-        steps.find(f'#tasks li[data-status="completed"] progress[aria-label^="{name}"]')
+        bar = steps.find(f'#tasks li[data-status="completed"] progress[aria-label^="{name}"]')
+        assert bar.get_attribute("aria-label") == f"{name} 100%"
+        assert bar.get_attribute("value") == "100"
+    steps.find("#documents tbody tr:nth-child(2)")  # the list refreshed once both ended
     assert len(driver.find_elements(By.CSS_SELECTOR, "#documents tbody tr")) == 2
     steps.shot("completed")
 

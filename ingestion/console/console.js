@@ -159,6 +159,7 @@ async function refreshDocuments() {
     guarded(() => call("GET", path)),
     guarded(() => listAll(`${path}/documents`, "documents")),
   ]);
+  if (id !== state.collection) return; // another was chosen meanwhile
   if (collection) {
     $("collection-facts").textContent =
       `${collection.model}, ${collection.dimensions} dimensions · ` +
@@ -191,10 +192,12 @@ function renderDocuments(documents) {
 }
 
 async function deleteDocument(documentId) {
+  const collection = state.collection; // the one whose row was clicked
   if (!confirm(`Delete ${documentId} and its chunks?`)) return;
-  const path = `/collections/${encodeURIComponent(state.collection)}/documents/${encodeURIComponent(documentId)}`;
+  const path = `/collections/${encodeURIComponent(collection)}/documents/${encodeURIComponent(documentId)}`;
   if ((await guarded(() => call("DELETE", path))) === undefined) return;
   announce(`Deleted ${documentId}.`);
+  if (collection !== state.collection) return refreshCollections();
   for (const result of $("results").querySelectorAll("li")) {
     if (result.dataset.document === documentId) result.remove();
   }
@@ -231,9 +234,22 @@ function onTaskEvent(event) {
   renderTasks();
   if (FINAL.has(event.status) && !FINAL.has(known.status)) {
     announce(`${task.filename ?? task.document_id}: ${event.status}.`);
-    if (event.collection_id === state.collection) refreshDocuments();
-    refreshCollections();
+    refreshSoon(event.collection_id);
   }
+}
+
+// Many tasks ending at once (a folder dropped) refresh the lists once, not once each.
+let refreshTimer = null;
+const refreshFor = new Set();
+function refreshSoon(collectionId) {
+  refreshFor.add(collectionId);
+  if (refreshTimer !== null) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    if (refreshFor.has(state.collection)) refreshDocuments();
+    refreshFor.clear();
+    refreshCollections();
+  }, 300);
 }
 
 function renderTasks() {
@@ -241,7 +257,7 @@ function renderTasks() {
   list.replaceChildren();
   for (const task of state.tasks.values()) {
     if (task.collection_id !== state.collection || task.filename === undefined) continue;
-    const percent = Math.round(100 * (task.progress ?? 0));
+    const percent = Math.round(task.progress ?? 0); // the API's progress is in percent
     const bar = element("progress", { max: 100, value: percent });
     bar.setAttribute("aria-label", `${task.filename} ${percent}%`);
     const status = element("span", { className: `status status-${task.status}`, textContent: task.status });
@@ -281,8 +297,10 @@ function setUpDropZone() {
 // --- Search -----------------------------------------------------------------------------
 
 async function search(query, mode, topK) {
-  const path = `/collections/${encodeURIComponent(state.collection)}/search`;
+  const collection = state.collection;
+  const path = `/collections/${encodeURIComponent(collection)}/search`;
   const answer = await guarded(() => call("POST", path, { query, mode, top_k: topK }));
+  if (collection !== state.collection) return; // another was chosen meanwhile
   const list = $("results");
   list.replaceChildren();
   if (!answer) return;

@@ -424,7 +424,7 @@ async def test_malformed_callbacks_go_to_dead_letter_and_do_not_block_valid_ones
     assert sorted(dead) == sorted(malformed)
 
 
-@pytest.mark.parametrize("poison", ["nan-in-embedding", "nul-in-error-code"])
+@pytest.mark.parametrize("poison", ["nan-in-embedding", "nul-in-error-code", "a-check-refuses"])
 async def test_callbacks_the_database_refuses_are_dead_lettered_not_fatal(
     poison: str,
     ingestion_api: str,
@@ -433,8 +433,9 @@ async def test_callbacks_the_database_refuses_are_dead_lettered_not_fatal(
     redis: aioredis.Redis,
     db: asyncpg.Connection,
 ) -> None:
-    """Well-formed JSON that the store cannot take must not stop the consumer either; the
-    worker's metrics count it once, as dead-lettered."""
+    """A callback that cannot be stored must not stop the consumer: NaN (not JSON) and NUL
+    (PostgreSQL stores none) are refused by the parser as malformed; a value a constraint
+    of the database refuses is dead-lettered. The worker's metrics count each once."""
     metrics_port = free_port()
     settings = replace(ingestion_settings, metrics=MetricsSettings(port=metrics_port))
     stop = asyncio.Event()
@@ -448,8 +449,14 @@ async def test_callbacks_the_database_refuses_are_dead_lettered_not_fatal(
                 embeddings=[{"chunk_id": c, "embedding": [float("nan")] * DIMENSIONS}
                             for c in chunk_ids],
             )  # fmt: skip
-        else:
+        elif poison == "nul-in-error-code":
             bad = seed_callback(task, "error", error_code="BAD\u0000CODE", error_message="m")
+        else:
+            await db.execute(
+                "ALTER TABLE tasks ADD CONSTRAINT no_blocked_code"
+                " CHECK (error_code IS DISTINCT FROM 'BLOCKED') NOT VALID"
+            )
+            bad = seed_callback(task, "error", error_code="BLOCKED", error_message="m")
         message = "the provider refused the input"
         valid = seed_callback(task, "error", error_code="PROVIDER_REJECTED", error_message=message)
         await redis.lpush(ingestion_settings.callback_queue, json.dumps(bad), json.dumps(valid))
@@ -471,11 +478,13 @@ async def test_callbacks_the_database_refuses_are_dead_lettered_not_fatal(
             for sample in family.samples
             if sample.name == "embedpipe_callbacks_total"
         }
-        assert outcomes["dead_lettered"] == 1 and outcomes["error"] == 1
+        refused_as = "dead_lettered" if poison == "a-check-refuses" else "malformed"
+        assert outcomes[refused_as] == 1 and outcomes["error"] == 1
         assert sum(outcomes.values()) == 2
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
+        await db.execute("ALTER TABLE tasks DROP CONSTRAINT IF EXISTS no_blocked_code")
 
 
 async def test_vectors_of_the_wrong_size_fail_the_task_instead_of_hiding_its_chunks(

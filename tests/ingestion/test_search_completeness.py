@@ -9,8 +9,10 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 
+import asyncpg
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from ingestion import store
 from ingestion.chunk_filter import ChunkFilter, Condition
@@ -53,10 +55,20 @@ def chunk_rows(tenant: str, collection: str, vectors: np.ndarray) -> list[tuple[
     ]  # fmt: skip
 
 
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Pool]:
+#: One table for the module (building it takes a while): its tests only add to it, in
+#: collections of their own, or delete what no later test reads.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(postgres: str) -> AsyncIterator[Pool]:
     """The table: other tenants' chunks and ours; the HNSW index built once they are in."""
-    opened = await connect(database_url)
+    emptying = await asyncpg.connect(postgres)
+    try:
+        await emptying.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await emptying.close()
+    opened = await connect(postgres)
     try:
         for collection in ("big", *SIZES):
             tenant = "others" if collection == "big" else "mine"
@@ -196,7 +208,11 @@ async def test_numbers_at_paths_no_filter_can_name_stay_out_of_the_index(pool: P
     for _ in range(20):
         deep = {"d": deep}
     odd = {"x" * 3000: 1, "deep": deep, "list": {"0": 5}, "kept": 2}
-    row = ("mine", "tiny", "doc-odd", "task-odd", "doc-odd:0", 0, "odd", json.dumps(odd),
+    await store.create_collection(
+        pool, "mine", "odd", model="m", dimensions=DIMENSIONS,
+        chunk_tokens=200, overlap_tokens=40, metadata={},
+    )  # fmt: skip
+    row = ("mine", "odd", "doc-odd", "task-odd", "doc-odd:0", 0, "odd", json.dumps(odd),
            unit_vectors(1, 9)[0], DIMENSIONS, True)  # fmt: skip
     async with pool.acquire() as connection:
         await connection.copy_records_to_table(

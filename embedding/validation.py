@@ -89,19 +89,27 @@ def _check_chunks(request: pb.GenerateEmbeddingsRequest, limits: Limits) -> list
 async def _check_token_lengths(
     provider: EmbeddingProvider, texts: Sequence[str], field: str
 ) -> list[FieldViolation]:
-    """Inputs longer than the model reads; counted off the event loop."""
-    if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
-        # Small requests (the common case): a thread hop would cost more than the work.
-        counts = provider.count_tokens(texts)
-    else:
-        counts = await asyncio.to_thread(provider.count_tokens, texts)
+    """Inputs longer than the model reads. Only texts the provider's cheap bound does not
+    clear are counted, off the event loop when they are long."""
     limit = provider.spec.max_input_tokens
+    unsure = [
+        i for i, text in enumerate(texts) if (bound := provider.token_bound(text)) is None
+        or bound > limit
+    ]  # fmt: skip
+    if not unsure:
+        return []
+    counted = [texts[i] for i in unsure]
+    if sum(len(t) for t in counted) <= INLINE_TOKENIZE_CHARS:
+        # Small requests (the common case): a thread hop would cost more than the work.
+        counts = provider.count_tokens(counted)
+    else:
+        counts = await asyncio.to_thread(provider.count_tokens, counted)
     return [
         FieldViolation(
             field.format(i=i),
             f"has {count} tokens; model {provider.spec.name!r} reads at most {limit}",
         )
-        for i, count in enumerate(counts)
+        for i, count in zip(unsure, counts, strict=True)
         if count > limit
     ]
 

@@ -48,6 +48,11 @@ class EmbeddingProvider(Protocol):
         """Each text's length in the model's tokens, before any truncation."""
         ...
 
+    def token_bound(self, text: str) -> int | None:
+        """At least what `count_tokens` says of `text`, found more cheaply, or None when
+        there is no cheap bound (validation counts only the texts it cannot clear so)."""
+        ...
+
     async def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> EmbedOutput:
         """Vectors for `texts`; inputs over the model's limit are truncated."""
         ...

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 from embedding.errors import EmbeddingError, ErrorCode
 from embedding.providers.base import EmbedOutput, Vectors
+from embedding.providers.token_bound import WordPieceBound
 from embedding.settings import ModelSpec
 from embedpipe import bundled_model
 
@@ -48,6 +49,7 @@ class LocalOnnxProvider:
         self._session: ort.InferenceSession | None = None
         self._encoder: Tokenizer | None = None
         self._counter: Tokenizer | None = None
+        self._bound: WordPieceBound | None = None
         self._input_names: frozenset[str] = frozenset()
         self._dimensions = spec.dimensions
 
@@ -77,6 +79,7 @@ class LocalOnnxProvider:
         counter = Tokenizer.from_file(str(tokenizer_path))
         counter.no_truncation()
         counter.no_padding()
+        bound = WordPieceBound.of(counter)
         encoder = Tokenizer.from_file(str(tokenizer_path))
         encoder.enable_truncation(max_length=self.spec.max_input_tokens)
         pad_id = encoder.token_to_id("[PAD]")
@@ -107,6 +110,7 @@ class LocalOnnxProvider:
             )
         self._input_names = frozenset(i.name for i in session.get_inputs())
         self._counter, self._encoder, self._session = counter, encoder, session
+        self._bound = bound
         # The first run of a new session is slow (ORT sets up its kernels and threads):
         # pay for it here, before the process reports ready and takes jobs, not inside
         # the first job, where a crash-looping fleet would keep redelivering that one.
@@ -115,6 +119,7 @@ class LocalOnnxProvider:
             self._embed_blocking(["warm-up"])
         except Exception:
             self._counter = self._encoder = self._session = None  # not loaded after all
+            self._bound = None
             raise
         log.info(
             "model loaded name=%s path=%s dimensions=%d",
@@ -126,7 +131,10 @@ class LocalOnnxProvider:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._counter is None:
             raise EmbeddingError(ErrorCode.NOT_READY, f"model {self.spec.name!r} is not loaded")
-        return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
+        return [len(e.ids) for e in self._counter.encode_batch_fast(list(texts))]
+
+    def token_bound(self, text: str) -> int | None:
+        return None if self._bound is None else self._bound(text)
 
     async def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> EmbedOutput:
         if dimensions is not None and dimensions != self._dimensions:

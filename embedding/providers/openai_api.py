@@ -115,6 +115,9 @@ class OpenAIProvider:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [estimate_tokens(t) for t in texts]
 
+    def token_bound(self, text: str) -> int | None:
+        return estimate_tokens(text)  # the count itself: it is an estimate already
+
     async def embed(self, texts: Sequence[str], *, dimensions: int | None = None) -> EmbedOutput:
         texts = list(texts)
         parts = split_requests(self.count_tokens(texts), self.max_batch_size)

@@ -10,10 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from tokenizers import Tokenizer
 
 from embedding.keys import EmbeddingKeys
 from embedding.providers.local import LocalOnnxProvider
 from embedding.settings import EmbeddingSettings
+from embedpipe import bundled_model
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.support.jobs import SENTENCES, seed_request
@@ -164,3 +166,27 @@ async def test_a_pattern_that_allows_colons_still_keeps_callbacks_off_our_own_li
         )
         assert reply.job_id
         assert await redis.exists("ingestion:callbacks:processing:worker-1") == 0
+
+
+async def test_texts_near_the_models_limit_are_counted_exactly(
+    stub: pb_grpc.EmbeddingServiceAsyncStub,
+) -> None:
+    """Validation counts tokens only where its cheap bound cannot clear a text (accents,
+    symbols, words the vocabulary lacks): such a text is accepted when its exact count
+    fits, and refused with that count when it does not."""
+    fits = [
+        "café au lait " * 60,  # not ASCII: no bound
+        "zqx " * 80,  # ASCII, every word split in pieces
+        "fine. " * 120,
+    ]
+    reply = await stub.GenerateEmbeddings(seed_request(texts=fits))
+    assert reply.chunk_count == 3
+    too_long = "café au lait " * 120
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GenerateEmbeddings(seed_request(texts=["ok", too_long], task_id="task-2"))
+    counter = Tokenizer.from_file(str(bundled_model.tokenizer_path()))
+    counter.no_truncation()
+    count = len(counter.encode(too_long).ids)
+    assert count > 256
+    assert _violations(caught.value) == ["chunks[1].text"]
+    assert f"has {count} tokens" in (caught.value.details() or "")

@@ -91,10 +91,10 @@ class ProtoRoute:
             return self.handler
         if self.call is None:
             raise ValueError(f"{self.method} {self.path}: a route needs a call or a handler")
-        call, message_class = self.call, self.request_message
+        call, message_class, has_body = self.call, self.request_message, self.has_body
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            body = await read_json_object(request) if self.has_body else {}
+            body = await read_json_object(request) if has_body else {}
             reply = await call(request, read_message(request, message_class, body))
             if self.status == 204:
                 return web.Response(status=204)

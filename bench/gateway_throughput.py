@@ -26,8 +26,9 @@ The gateway is measured in both phases twice, back to back: with `appendfsync ev
 accepted jobs) and with `always` (the embedded stack's now; the targets are its), so the
 cost of durability shows side by side.
 
-Targets (issue 13): >= 1,500 accepted/s; p99 <= 20 ms at 500/s. Exits 0 whatever the figures, 1 if the
-run broke (a server did not start, the gateway accepted nothing), 130 on Ctrl-C.
+Targets (issue 13): >= 1,500 accepted/s; p99 <= 20 ms at 500/s. Exits 0 whatever the
+figures, 1 if the run broke (a server did not start, the gateway accepted nothing), 130 on
+Ctrl-C.
 
     .venv/bin/python -m bench.gateway_throughput [--duration 10] [--connections 16]
                                                  [--threads 2] [--rate 500]

@@ -53,8 +53,15 @@ check: setup
 test: check
 	$(PY) -m pytest
 
-bench: setup
-	$(PY) -m bench.worker_throughput
+# The worker bench's peer, fastembed, in an environment of its own (never the services').
+BENCH_VENV := data/bench/fastembed-venv
+$(BENCH_VENV)/.installed: bench/fastembed-requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/fastembed-requirements.txt
+	touch $@
+
+bench: setup $(BENCH_VENV)/.installed
+	$(PY) -m bench.worker_throughput --fastembed-python $(BENCH_VENV)/bin/python
 
 bench-gateway: setup
 	@command -v wrk >/dev/null || { echo "bench-gateway needs wrk: apt-get install wrk"; exit 1; }

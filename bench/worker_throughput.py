@@ -1,6 +1,8 @@
-"""Worker throughput against the raw local model, and the worker's peak memory.
+"""Worker throughput against the raw local model and against a peer, fastembed; the
+worker's peak memory.
 
-On the same deterministic chunks (seeded ~50-word texts, nothing downloaded) it measures:
+On the same deterministic texts (seeded, nothing downloaded), at two sizes: short chunks
+(~50 words, ~60 tokens) and RAG-sized ones (~170 words, ~200 tokens), it measures:
 
 * raw: the bundled local model (all-MiniLM-L6-v2, int8 ONNX) loaded in this process,
   embedding every chunk in batches of its `max_batch_size`, sorted by token count as the
@@ -9,14 +11,19 @@ On the same deterministic chunks (seeded ~50-word texts, nothing downloaded) it 
   worker is ready (it has joined the consumer group), the chunks are enqueued as N
   seed-shaped GenerateEmbeddings jobs with `JobQueue.enqueue`, and the clock runs until every
   callback is popped from the callback queue. Each chunk id must come back exactly once.
+* fastembed: the peer, in an environment of its own (bench/fastembed_run.py, made by
+  `make bench` under data/bench/), pointed at the same model.onnx and tokenizer.json, the
+  same texts in the same order and batch size; its first vectors must be the raw model's.
 
-Both phases warm up first on chunks outside the measured set, and run one after the other,
-never at once (a 2-core machine has no cores to spare). Prints chunks/s of both, the ratio
-worker/raw (target >= 0.90) and the worker's peak RSS, VmHWM (target <= 400 MB). Exits 0
-whatever the figures, 1 if a chunk was lost or duplicated.
+Every phase warms up first on texts outside the measured set; they run one after the
+other, never at once (a 2-core machine has no cores to spare). Prints chunks/s and
+tokens/s (the tokens the model reads: at most its window) of each, the ratios worker/raw
+(target >= 0.90) and fastembed/raw, and the worker's peak RSS, VmHWM (target <= 400 MB).
+Exits 0 whatever the figures, 1 if a chunk was lost or duplicated or fastembed's vectors
+differ.
 
-    .venv/bin/python -m bench.worker_throughput [--chunks 2000] [--words 50] [--jobs 40]
-                                                [--repeats 1]
+    .venv/bin/python -m bench.worker_throughput [--chunks 2000] [--rag-chunks 500]
+        [--jobs 40] [--repeats 1] [--fastembed-python data/bench/fastembed-venv/bin/python]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import gc
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,14 +43,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import redis.asyncio as aioredis
 
 from bench import report
+from embedding.core import embed_texts
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
+from embedding.providers.base import Vectors
 from embedding.providers.local import LocalOnnxProvider
 from embedding.settings import EmbeddingSettings, ModelSpec
-from embedpipe.bundled_model import DEFAULT_MODEL
+from embedpipe import bundled_model
+from embedpipe.bundled_model import DEFAULT_MODEL, MAX_INPUT_TOKENS
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_server import RedisServer
 from tests.support import processes
@@ -52,6 +64,13 @@ CALLBACK_QUEUE = "bench:callbacks:embedding"
 RATIO_TARGET = 0.90
 RSS_TARGET_MB = 400.0
 SEED = 20240601
+#: Words of a short chunk and of a RAG-sized one (~1.15 tokens a word with these words).
+SHORT_WORDS, RAG_WORDS = 50, 170
+#: fastembed's vectors checked against the raw model's, and how close they must be.
+PROBE = 16
+SAME_VECTOR_COSINE = 0.9999
+#: The peer's own environment, made by `make bench`.
+FASTEMBED_PYTHON = Path("data/bench/fastembed-venv/bin/python")
 
 _WORD_TEXT = (
     "the a of and to in is for on with as by at from that this it be are was were has have "
@@ -122,7 +141,17 @@ async def _raw_run(provider: LocalOnnxProvider, texts: Sequence[str]) -> float:
     return time.perf_counter() - start
 
 
-async def measure_raw(texts: Sequence[str], warmup: Sequence[str], repeats: int) -> float:
+@dataclass
+class RawRun:
+    chunks_per_s: float
+    #: Tokens the model read (each text's, up to its window) per second.
+    tokens_per_s: float
+    #: The texts in the order they were embedded (shortest first), and the first vectors.
+    ordered: list[str]
+    probe: Vectors
+
+
+async def measure_raw(texts: Sequence[str], warmup: Sequence[str], repeats: int) -> RawRun:
     """Best chunks/s of the in-process model over `repeats` runs."""
     provider = LocalOnnxProvider(ModelSpec(name=DEFAULT_MODEL, provider="local"))
     await provider.load()
@@ -132,9 +161,54 @@ async def measure_raw(texts: Sequence[str], warmup: Sequence[str], repeats: int)
         ordered = [t for _, t in sorted(zip(counts, texts, strict=True), key=lambda p: p[0])]
         await _raw_run(provider, warmup)
         best = min([await _raw_run(provider, ordered) for _ in range(repeats)])
+        probe = (await embed_texts(provider, ordered[:PROBE])).vectors
     finally:
         await provider.close()
-    return len(texts) / best
+    tokens = sum(min(count, MAX_INPUT_TOKENS) for count in counts)
+    return RawRun(len(texts) / best, tokens / best, ordered, probe)
+
+
+# --- fastembed ------------------------------------------------------------------------
+
+
+def _fastembed_model_dir(directory: Path) -> Path:
+    """The bundled model's files where fastembed looks for them, with the tokenizer
+    settings it asks for (the model's window)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.onnx").symlink_to(bundled_model.model_path())
+    (directory / "tokenizer.json").symlink_to(bundled_model.tokenizer_path())
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"model_max_length": MAX_INPUT_TOKENS})
+    )
+    (directory / "config.json").write_text("{}")
+    return directory
+
+
+def measure_fastembed(
+    python: Path, raw: RawRun, warmup: Sequence[str], repeats: int, workdir: Path
+) -> tuple[float, float]:
+    """(seconds of fastembed's best run over the raw run's texts, the lowest cosine of
+    its first vectors to the raw model's)."""
+    job = {
+        "model_dir": str(_fastembed_model_dir(workdir / "fastembed-model")),
+        "batch_size": ModelSpec(name=DEFAULT_MODEL, provider="local").max_batch_size,
+        "warmup": list(warmup),
+        "texts": raw.ordered,
+        "repeats": repeats,
+        "probe": PROBE,
+    }
+    job_file = workdir / "fastembed-job.json"
+    job_file.write_text(json.dumps(job))
+    script = Path(__file__).with_name("fastembed_run.py")
+    done = subprocess.run(
+        [str(python), str(script), str(job_file)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"fastembed failed:\n{done.stderr[-2000:]}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    probe = np.array(answer["probe"], dtype=np.float32)
+    cosine = float(np.min(np.sum(probe * raw.probe, axis=1)))
+    return float(answer["seconds"]), cosine
 
 
 # --- worker ---------------------------------------------------------------------------
@@ -233,57 +307,102 @@ async def measure_worker(
 # --- report ---------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.worker_throughput", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--chunks", type=int, default=2000, help="chunks to embed (2000)")
-    parser.add_argument("--words", type=int, default=50, help="words per chunk (50)")
-    parser.add_argument("--jobs", type=int, default=40, help="jobs the chunks are split into")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per phase, best counts")
-    args = parser.parse_args(argv)
-    if min(args.chunks, args.words, args.jobs, args.repeats) < 1:
-        parser.error("all numbers must be >= 1")
+@dataclass
+class SizeResult:
+    name: str
+    raw: RawRun
+    worker: list[WorkerRun]
+    peak_mb: float
+    #: fastembed's chunks/s and the lowest cosine of its vectors to ours (None: not run).
+    fastembed: tuple[float, float] | None
 
-    texts = make_chunks(args.chunks, args.words)
-    warmup = make_chunks(64, args.words, seed=SEED + 1)
-    print(
-        f"{args.chunks} chunks x ~{args.words} words, {args.jobs} jobs, "
-        f"best of {args.repeats}, {os.cpu_count()} CPUs",
-        flush=True,
-    )
 
-    raw_cps = asyncio.run(measure_raw(texts, warmup, args.repeats))
+def measure_size(
+    name: str, count: int, words: int, args: argparse.Namespace, python: Path | None
+) -> SizeResult:
+    texts = make_chunks(count, words)
+    warmup = make_chunks(64, words, seed=SEED + 1)
+    print(f"{name}: {count} chunks x ~{words} words", flush=True)
+    raw = asyncio.run(measure_raw(texts, warmup, args.repeats))
     gc.collect()
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         runs, peak_mb = asyncio.run(
             measure_worker(texts, warmup, args.jobs, args.repeats, Path(tmp))
         )
+        fastembed = None
+        if python is not None:
+            seconds, cosine = measure_fastembed(python, raw, warmup, args.repeats, Path(tmp))
+            fastembed = (len(texts) / seconds, cosine)
+    return SizeResult(name, raw, runs, peak_mb, fastembed)
 
-    failed = [r for r in runs if r.lost or r.duplicated]
-    for r in failed:
-        print(f"run lost {len(r.lost)} chunks, duplicated {len(r.duplicated)}")
-    worker_cps = max(r.chunks_per_s for r in runs)
-    ratio = worker_cps / raw_cps
-    report.table(
-        [
-            ("raw model, in-process", f"{raw_cps:8.1f} chunks/s", ""),
-            ("worker via Redis", f"{worker_cps:8.1f} chunks/s", ""),
-            (
-                "ratio worker/raw",
-                f"{ratio:8.3f}",
-                report.against(f">= {RATIO_TARGET:.2f}", ratio >= RATIO_TARGET),
-            ),
-            (
-                "worker peak RSS",
-                f"{peak_mb:8.1f} MB",
-                report.against(f"<= {RSS_TARGET_MB:.0f}", peak_mb <= RSS_TARGET_MB),
-            ),
-        ],
-        ("", "measured", "target"),
+
+def report_size(result: SizeResult) -> bool:
+    """Print one size's table; whether its runs were whole (nothing lost, same vectors)."""
+    raw = result.raw
+    tokens_per_chunk = raw.tokens_per_s / raw.chunks_per_s
+    worker_cps = max(r.chunks_per_s for r in result.worker)
+    ratio = worker_cps / raw.chunks_per_s
+    rows = [
+        ("raw model, in-process", f"{raw.chunks_per_s:8.1f}", f"{raw.tokens_per_s:9.0f}", ""),
+        ("worker via Redis", f"{worker_cps:8.1f}", f"{worker_cps * tokens_per_chunk:9.0f}", ""),
+        (
+            "ratio worker/raw", f"{ratio:8.3f}", "",
+            report.against(f">= {RATIO_TARGET:.2f}", ratio >= RATIO_TARGET),
+        ),
+    ]  # fmt: skip
+    print(f"\n{result.name}, ~{tokens_per_chunk:.0f} tokens a chunk")
+    whole = True
+    if result.fastembed is not None:
+        peer_cps, cosine = result.fastembed
+        rows += [
+            ("fastembed, same model file", f"{peer_cps:8.1f}",
+             f"{peer_cps * tokens_per_chunk:9.0f}", ""),
+            ("ratio fastembed/raw", f"{peer_cps / raw.chunks_per_s:8.3f}", "", ""),
+            ("ratio worker/fastembed", f"{worker_cps / peer_cps:8.3f}", "", ""),
+        ]  # fmt: skip
+        same = cosine >= SAME_VECTOR_COSINE
+        whole = same
+        print(f"  fastembed's vectors against the raw model's: lowest cosine {cosine:.6f}"
+              + ("" if same else "  DIFFERENT"))  # fmt: skip
+    rows.append(
+        ("worker peak RSS", f"{result.peak_mb:8.1f} MB", "",
+         report.against(f"<= {RSS_TARGET_MB:.0f}", result.peak_mb <= RSS_TARGET_MB)),
+    )  # fmt: skip
+    report.table(rows, ("", "chunks/s", "tokens/s", "target"))
+    for run in result.worker:
+        if run.lost or run.duplicated:
+            whole = False
+            print(f"  run lost {len(run.lost)} chunks, duplicated {len(run.duplicated)}")
+    return whole
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.worker_throughput", description=__doc__.split("\n\n")[0]
     )
-    if failed:
-        print("FAILED: chunks lost or duplicated")
+    parser.add_argument("--chunks", type=int, default=2000, help="short chunks (2000)")
+    parser.add_argument("--rag-chunks", type=int, default=500, help="RAG-sized chunks (500)")
+    parser.add_argument("--jobs", type=int, default=40, help="jobs the chunks are split into")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per phase, best counts")
+    parser.add_argument(
+        "--fastembed-python", type=Path, default=FASTEMBED_PYTHON,
+        help="the Python of fastembed's environment (make bench makes it)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if min(args.chunks, args.rag_chunks, args.jobs, args.repeats) < 1:
+        parser.error("all numbers must be >= 1")
+    python: Path | None = args.fastembed_python
+    if python is not None and not python.is_file():
+        print(f"no fastembed environment at {python} (make bench makes it): fastembed skipped")
+        python = None
+    print(f"{args.jobs} jobs a size, best of {args.repeats}, {os.cpu_count()} CPUs", flush=True)
+    results = [
+        measure_size("short chunks", args.chunks, SHORT_WORDS, args, python),
+        measure_size("RAG-sized chunks", args.rag_chunks, RAG_WORDS, args, python),
+    ]
+    whole = [report_size(result) for result in results]
+    if not all(whole):
+        print("FAILED: chunks lost or duplicated, or fastembed's vectors differ")
         return 1
     return 0
 

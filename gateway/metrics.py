@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
 from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
+from embedpipe.grpc.calls import method_name
 from embedpipe.metrics import LATENCY_BUCKETS, ProcessMetrics
 from gateway.upstream import QUEUE
 
@@ -80,9 +81,7 @@ class UpstreamMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request: _Request,
     ) -> grpc.aio.UnaryUnaryCall[_Request, _Response]:
-        method = client_call_details.method
-        # grpc.aio passes the method as bytes, though the stubs say str.
-        name = method.decode() if isinstance(method, bytes) else method
+        name = method_name(client_call_details)
         start = time.perf_counter()
         code = grpc.StatusCode.UNKNOWN
         try:

@@ -15,6 +15,7 @@ import grpc
 from opentelemetry.trace import SpanKind
 
 from embedpipe import tracing
+from embedpipe.grpc.calls import method_name
 from embedpipe.grpc.errors import Context, WrapInterceptor
 
 _Request = TypeVar("_Request")
@@ -64,9 +65,7 @@ class TracingClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request: _Request,
     ) -> grpc.aio.UnaryUnaryCall[_Request, _Response]:
-        method = client_call_details.method
-        # grpc.aio passes the method as bytes, though the stubs say str.
-        name = method.decode() if isinstance(method, bytes) else method
+        name = method_name(client_call_details)
         if name.startswith("/grpc."):
             return await continuation(client_call_details, request)
         with tracing.span(_span_name(name), kind=SpanKind.CLIENT) as span:

@@ -24,9 +24,9 @@ from ingestion.db import Pool
 CALLBACK_OUTCOMES = (
     "stored", "error", "stale", "refused", "unknown_task", "malformed", "dead_lettered",
 )  # fmt: skip
-#: From a millisecond to ten minutes: a callback waits as long as the queue is behind.
 #: The tasks table is counted (a scan of it all) at most this often, however many scrape.
 TASKS_COUNTED_EVERY_S = 5.0
+#: From a millisecond to ten minutes: a callback waits as long as the queue is behind.
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0)
 
 

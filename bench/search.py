@@ -1,7 +1,7 @@
 """Search on a table of 200,000 chunks: complete, exact enough and fast at every share of
 the table a collection or a filter covers, and retrieval quality by mode.
 
-Table: chunks of Python standard library text (bench/search_corpus.py) with the bundled
+Table: chunks of Python standard library text (tests/support/stdlib_texts.py) with the bundled
 model's vectors. Embedding 200,000 texts here would take half an hour on 2 cores, so
 `--base` texts (24,000) are embedded and each chunk of the table joins two of them that lie
 close in the library: its text is both, its vector their length-weighted mean, as the
@@ -42,7 +42,7 @@ import numpy as np
 from pgvector import Vector
 
 from bench import report
-from bench.search_corpus import labelled_set, table_texts, vectors
+from bench.search_corpus import vectors
 from bench.stats import percentile
 from embedpipe.postgres_server import PostgresServer
 from ingestion import store
@@ -50,6 +50,7 @@ from ingestion.chunk_filter import ChunkFilter, Condition
 from ingestion.core.fusion import hybrid
 from ingestion.core.search import DEFAULT_RRF_K, candidates
 from ingestion.db import Pool, connect
+from tests.support.stdlib_texts import labelled_set, table_texts
 
 MODEL = "all-MiniLM-L6-v2"
 DIMENSIONS = 384

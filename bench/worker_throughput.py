@@ -6,19 +6,28 @@ On the same deterministic texts (seeded, nothing downloaded), at two sizes: shor
 
 * raw: the bundled local model (all-MiniLM-L6-v2, int8 ONNX) loaded in this process,
   embedding every chunk in batches of its `max_batch_size`, sorted by token count as the
-  worker packs them (so padding favours neither side); only the embedding is timed.
+  worker packs them (so padding favours neither side); only the embedding is timed. Twice:
+  in fp32, the reference, and in the precision `auto` picks on this CPU (bf16 where it
+  has it).
 * worker: one real `python -m embedding worker` child on a private redis-server. Once the
   worker is ready (it has joined the consumer group), the chunks are enqueued as N
   seed-shaped GenerateEmbeddings jobs with `JobQueue.enqueue`, and the clock runs until every
   callback is popped from the callback queue. Each chunk id must come back exactly once.
 * fastembed: the peer, in an environment of its own (bench/fastembed_run.py, made by
   `make bench` under data/bench/), pointed at the same model.onnx and tokenizer.json, the
-  same texts in the same order and batch size; its first vectors must be the raw model's.
+  same texts in the same order and batch size; its first vectors must be the fp32 ones.
+
+Then the quality guard of tests/support/model_quality.py on more than 1,000 chunks
+(documented standard library functions and RAG-sized library passages) and the
+functions' summary lines as questions: the `auto` path's lowest cosine to the fp32
+vectors (target >= 0.99) and the share of questions whose top 10 stay the same (>= 0.95).
 
 Every phase warms up first on texts outside the measured set; they run one after the
 other, never at once (a 2-core machine has no cores to spare). Prints chunks/s and
 tokens/s (the tokens the model reads: at most its window) of each, the ratios worker/raw
-(target >= 0.90) and fastembed/raw, and the worker's peak RSS, VmHWM (target <= 400 MB).
+(target >= 0.90) and raw/fastembed (>= 1.5 on RAG-sized chunks: fastembed runs the model
+on onnxruntime in fp32, as embedpipe did before), and the worker's peak RSS, VmHWM (target
+<= 400 MB).
 Exits 0 whatever the figures, 1 if a chunk was lost or duplicated or fastembed's vectors
 differ.
 
@@ -42,6 +51,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -59,9 +69,23 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.redis_server import RedisServer
 from tests.support import processes
 from tests.support.child_stack import start_child_stack
+from tests.support.model_quality import (
+    MIN_COSINE,
+    MIN_TOP_K_UNCHANGED,
+    TOP_K,
+    Agreement,
+    agreement,
+    guard_set,
+    unit_vectors,
+)
 
 CALLBACK_QUEUE = "bench:callbacks:embedding"
 RATIO_TARGET = 0.90
+#: The model's chunks/s over fastembed's, which runs it as embedpipe did before OpenVINO
+#: (onnxruntime, fp32), on RAG-sized chunks (issue 13).
+SPEEDUP_TARGET = 1.5
+#: The quality guard's size: documented functions (all of them) and library passages.
+GUARD_DOCUMENTS, GUARD_PASSAGES = 441, 600
 RSS_TARGET_MB = 400.0
 SEED = 20240601
 #: Words of a short chunk and of a RAG-sized one (~1.15 tokens a word with these words).
@@ -149,11 +173,22 @@ class RawRun:
     #: The texts in the order they were embedded (shortest first), and the first vectors.
     ordered: list[str]
     probe: Vectors
+    #: What the model computed in.
+    precision: str
 
 
-async def measure_raw(texts: Sequence[str], warmup: Sequence[str], repeats: int) -> RawRun:
+def _local_model(precision: Literal["auto", "fp32"]) -> LocalOnnxProvider:
+    return LocalOnnxProvider(ModelSpec(name=DEFAULT_MODEL, provider="local", precision=precision))
+
+
+async def measure_raw(
+    texts: Sequence[str],
+    warmup: Sequence[str],
+    repeats: int,
+    precision: Literal["auto", "fp32"],
+) -> RawRun:
     """Best chunks/s of the in-process model over `repeats` runs."""
-    provider = LocalOnnxProvider(ModelSpec(name=DEFAULT_MODEL, provider="local"))
+    provider = _local_model(precision)
     await provider.load()
     try:
         # Shortest first, as the worker packs its batches: the least padding, the best case.
@@ -165,7 +200,7 @@ async def measure_raw(texts: Sequence[str], warmup: Sequence[str], repeats: int)
     finally:
         await provider.close()
     tokens = sum(min(count, MAX_INPUT_TOKENS) for count in counts)
-    return RawRun(len(texts) / best, tokens / best, ordered, probe)
+    return RawRun(len(texts) / best, tokens / best, ordered, probe, provider.precision)
 
 
 # --- fastembed ------------------------------------------------------------------------
@@ -311,6 +346,7 @@ async def measure_worker(
 class SizeResult:
     name: str
     raw: RawRun
+    raw_fp32: RawRun
     worker: list[WorkerRun]
     peak_mb: float
     #: fastembed's chunks/s and the lowest cosine of its vectors to ours (None: not run).
@@ -323,7 +359,9 @@ def measure_size(
     texts = make_chunks(count, words)
     warmup = make_chunks(64, words, seed=SEED + 1)
     print(f"{name}: {count} chunks x ~{words} words", flush=True)
-    raw = asyncio.run(measure_raw(texts, warmup, args.repeats))
+    raw_fp32 = asyncio.run(measure_raw(texts, warmup, args.repeats, "fp32"))
+    gc.collect()
+    raw = asyncio.run(measure_raw(texts, warmup, args.repeats, "auto"))
     gc.collect()
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         runs, peak_mb = asyncio.run(
@@ -331,9 +369,9 @@ def measure_size(
         )
         fastembed = None
         if python is not None:
-            seconds, cosine = measure_fastembed(python, raw, warmup, args.repeats, Path(tmp))
+            seconds, cosine = measure_fastembed(python, raw_fp32, warmup, args.repeats, Path(tmp))
             fastembed = (len(texts) / seconds, cosine)
-    return SizeResult(name, raw, runs, peak_mb, fastembed)
+    return SizeResult(name, raw, raw_fp32, runs, peak_mb, fastembed)
 
 
 def report_size(result: SizeResult) -> bool:
@@ -342,8 +380,13 @@ def report_size(result: SizeResult) -> bool:
     tokens_per_chunk = raw.tokens_per_s / raw.chunks_per_s
     worker_cps = max(r.chunks_per_s for r in result.worker)
     ratio = worker_cps / raw.chunks_per_s
+    fp32 = result.raw_fp32
+    speedup = raw.chunks_per_s / fp32.chunks_per_s
     rows = [
-        ("raw model, in-process", f"{raw.chunks_per_s:8.1f}", f"{raw.tokens_per_s:9.0f}", ""),
+        ("raw model, fp32", f"{fp32.chunks_per_s:8.1f}", f"{fp32.tokens_per_s:9.0f}", ""),
+        (f"raw model, {raw.precision}", f"{raw.chunks_per_s:8.1f}", f"{raw.tokens_per_s:9.0f}",
+         ""),
+        (f"ratio {raw.precision}/fp32", f"{speedup:8.3f}", "", ""),
         ("worker via Redis", f"{worker_cps:8.1f}", f"{worker_cps * tokens_per_chunk:9.0f}", ""),
         (
             "ratio worker/raw", f"{ratio:8.3f}", "",
@@ -355,14 +398,16 @@ def report_size(result: SizeResult) -> bool:
     if result.fastembed is not None:
         peer_cps, cosine = result.fastembed
         rows += [
-            ("fastembed, same model file", f"{peer_cps:8.1f}",
+            ("fastembed (onnxruntime, fp32)", f"{peer_cps:8.1f}",
              f"{peer_cps * tokens_per_chunk:9.0f}", ""),
-            ("ratio fastembed/raw", f"{peer_cps / raw.chunks_per_s:8.3f}", "", ""),
+            ("ratio raw/fastembed", f"{raw.chunks_per_s / peer_cps:8.3f}", "",
+             report.against(f">= {SPEEDUP_TARGET:.1f}",
+                            raw.chunks_per_s / peer_cps >= SPEEDUP_TARGET)),
             ("ratio worker/fastembed", f"{worker_cps / peer_cps:8.3f}", "", ""),
         ]  # fmt: skip
         same = cosine >= SAME_VECTOR_COSINE
         whole = same
-        print(f"  fastembed's vectors against the raw model's: lowest cosine {cosine:.6f}"
+        print(f"  fastembed's vectors against the fp32 ones: lowest cosine {cosine:.6f}"
               + ("" if same else "  DIFFERENT"))  # fmt: skip
     rows.append(
         ("worker peak RSS", f"{result.peak_mb:8.1f} MB", "",
@@ -374,6 +419,39 @@ def report_size(result: SizeResult) -> bool:
             whole = False
             print(f"  run lost {len(run.lost)} chunks, duplicated {len(run.duplicated)}")
     return whole
+
+
+async def measure_guard() -> tuple[str, Agreement]:
+    """(the fast path's precision, how it agrees with fp32) on the guard's full set."""
+    guard = guard_set(GUARD_DOCUMENTS, GUARD_PASSAGES)
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    precision = "fp32"
+    for asked in ("fp32", "auto"):
+        provider = _local_model(asked)
+        await provider.load()
+        try:
+            chunks = await unit_vectors(provider, guard.chunks)
+            found[asked] = chunks, await unit_vectors(provider, guard.questions)
+            precision = provider.precision
+        finally:
+            await provider.close()
+    return precision, agreement(found["fp32"], found["auto"])
+
+
+def report_guard(result: tuple[str, Agreement]) -> None:
+    precision, found = result
+    print(f"\nquality guard, {precision} against fp32: {found.chunks} chunks, "
+          f"{found.questions} questions")  # fmt: skip
+    report.table(
+        [
+            ("lowest cosine of a chunk", f"{found.min_cosine:.6f}",
+             report.against(f">= {MIN_COSINE}", found.min_cosine >= MIN_COSINE)),
+            (f"questions with the same top {TOP_K}", f"{found.top_k_unchanged:.3f}",
+             report.against(f">= {MIN_TOP_K_UNCHANGED}",
+                            found.top_k_unchanged >= MIN_TOP_K_UNCHANGED)),
+        ],
+        ("", "measured", "target"),
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_size("RAG-sized chunks", args.rag_chunks, RAG_WORDS, args, python),
     ]
     whole = [report_size(result) for result in results]
+    report_guard(asyncio.run(measure_guard()))
     if not all(whole):
         print("FAILED: chunks lost or duplicated, or fastembed's vectors differ")
         return 1

@@ -24,7 +24,8 @@ async def test_embed_matches_the_local_model(
     reply = await stub.Embed(pb.EmbedRequest(inputs=SENTENCES))
     assert reply.model == "all-MiniLM-L6-v2" and reply.dimensions == 384
     assert [e.index for e in reply.embeddings] == list(range(len(SENTENCES)))
-    assert reply.usage.prompt_tokens > len(SENTENCES)
+    # The tokens the model read: each sentence's own, no padding counted (or attended).
+    assert reply.usage.prompt_tokens == sum(local_provider.count_tokens(SENTENCES))
     got = _matrix(reply)
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     direct = (await local_provider.embed(SENTENCES)).vectors

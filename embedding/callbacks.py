@@ -4,14 +4,19 @@ Field names are the contract's (EmbeddingCallback in protos/embedpipe/embedding/
 documents them); `docs/contracts.md` shows examples and `docs/callback.schema.json` is the
 JSON Schema. The JSON is written directly rather than through protobuf's json_format:
 that would print float vectors through slow pure-Python paths and drop empty strings.
+orjson writes it, each vector straight from its float32 array, with the shortest digits
+that read back as the same float32 (docs/libraries.md: 16x faster than the standard
+library for a job of 150 chunks, and 45% fewer bytes).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
+import orjson
 
 from embedding.errors import ErrorCode
 from embedding.providers.base import Vectors
@@ -52,10 +57,10 @@ def success_callback(
     body["dimensions"] = int(vectors.shape[1])
     body["embeddings"] = [
         {"chunk_id": chunk_id, "embedding": row}
-        for chunk_id, row in zip(chunk_ids, vectors.tolist(), strict=True)
+        for chunk_id, row in zip(chunk_ids, np.ascontiguousarray(vectors, np.float32), strict=True)
     ]
     body["usage"] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def error_callback(
@@ -69,4 +74,4 @@ def error_callback(
     body = _envelope(request, job_id, STATUS_ERROR, traceparent)
     body["error_message"] = message
     body["error_code"] = code.value
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(body)

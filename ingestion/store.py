@@ -669,12 +669,29 @@ async def vector_search(
         # Exact: the collection's (filtered) rows first, through a btree or GIN index, then
         # sorted.
         records = await connection.fetch(
-            f"WITH matching AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
-            f" WHERE {where}) SELECT {_SEARCH_COLUMNS}, 1 - ({distance}) AS score FROM matching"
-            f" ORDER BY {distance} LIMIT $4",
+            _nearest_of(
+                f"SELECT task_id, chunk_id, {distance} AS distance FROM chunks WHERE {where}"
+            ),
             *parameters.values,
         )
     return as_rows(records)
+
+
+def _nearest_of(candidates: str, *, first: str = "", passing: bool = False) -> str:
+    """The statement of an exact search over `candidates`, a query of the (task_id,
+    chunk_id, distance) of the chunks that pass (after the CTE `first`, if any): the
+    nearest $4, of which alone the text and metadata are read; with `passing`, each row
+    also counts the candidates."""
+    count = ", (SELECT count(*) FROM candidates) AS passing" if passing else ""
+    return (
+        f"WITH {first + ',' if first else ''} candidates AS MATERIALIZED ({candidates}),"
+        " nearest AS (SELECT task_id, chunk_id, distance FROM candidates"
+        " ORDER BY distance LIMIT $4)"
+        " SELECT c.document_id, c.chunk_id, c.position, c.text, c.metadata,"
+        f" 1 - nearest.distance AS score{count} FROM nearest JOIN chunks AS c"
+        " ON c.tenant_id = $1 AND c.task_id = nearest.task_id AND c.chunk_id = nearest.chunk_id"
+        " ORDER BY nearest.distance"
+    )
 
 
 #: Collections of at most this many chunks are searched exactly: 2,000 took 11 ms on the
@@ -709,10 +726,11 @@ async def _exact_if_few(
         if not chunk_filter.indexed_in_chunks:
             return None
     records = await connection.fetch(
-        f"WITH matching AS MATERIALIZED (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
-        f" WHERE {where} LIMIT {EXACT_BELOW + 1}) SELECT {_SEARCH_COLUMNS},"
-        f" 1 - ({distance}) AS score, (SELECT count(*) FROM matching) AS passing"
-        f" FROM matching ORDER BY {distance} LIMIT $4",
+        _nearest_of(
+            f"SELECT task_id, chunk_id, {distance} AS distance FROM chunks WHERE {where}"
+            f" LIMIT {EXACT_BELOW + 1}",
+            passing=True,
+        ),
         *exact.values,
     )
     if records and records[0]["passing"] > EXACT_BELOW:
@@ -730,12 +748,12 @@ async def _exact_in_range(
     """The exact answer among the few chunks a numeric range keeps, fetched by key."""
     in_range = in_range_sql(condition, parameters)
     records = await connection.fetch(
-        f"WITH found AS MATERIALIZED ({in_range}), matching AS MATERIALIZED"
-        f" (SELECT m.* FROM found, LATERAL (SELECT {_SEARCH_COLUMNS}, embedding FROM chunks"
-        f" WHERE task_id = found.task_id AND chunk_id = found.chunk_id AND {where}"
-        f" OFFSET 0) AS m), measured AS (SELECT {_SEARCH_COLUMNS}, {distance} AS distance"
-        f" FROM matching) SELECT {_SEARCH_COLUMNS}, 1 - distance AS score FROM measured"
-        " ORDER BY distance LIMIT $4",
+        _nearest_of(
+            f"SELECT m.* FROM found, LATERAL (SELECT task_id, chunk_id, {distance} AS distance"
+            f" FROM chunks WHERE task_id = found.task_id AND chunk_id = found.chunk_id"
+            f" AND {where} OFFSET 0) AS m",
+            first=f"found AS MATERIALIZED ({in_range})",
+        ),
         *parameters.values,
     )
     return as_rows(records)

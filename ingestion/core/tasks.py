@@ -80,7 +80,7 @@ async def watch_task(
             yield event
     finally:
         with contextlib.suppress(Exception):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
 
 
 async def _current(backends: Backends, tenant: str, task_id: str) -> resources_pb2.TaskEvent | None:

@@ -76,7 +76,7 @@ from tests.support.model_quality import (
     Agreement,
     agreement,
     guard_set,
-    unit_vectors,
+    guard_vectors,
 )
 
 CALLBACK_QUEUE = "bench:callbacks:embedding"
@@ -177,10 +177,6 @@ class RawRun:
     precision: str
 
 
-def _local_model(precision: Literal["auto", "fp32"]) -> LocalOnnxProvider:
-    return LocalOnnxProvider(ModelSpec(name=DEFAULT_MODEL, provider="local", precision=precision))
-
-
 async def measure_raw(
     texts: Sequence[str],
     warmup: Sequence[str],
@@ -188,7 +184,9 @@ async def measure_raw(
     precision: Literal["auto", "fp32"],
 ) -> RawRun:
     """Best chunks/s of the in-process model over `repeats` runs."""
-    provider = _local_model(precision)
+    provider = LocalOnnxProvider(
+        ModelSpec(name=DEFAULT_MODEL, provider="local", precision=precision)
+    )
     await provider.load()
     try:
         # Shortest first, as the worker packs its batches: the least padding, the best case.
@@ -424,18 +422,9 @@ def report_size(result: SizeResult) -> bool:
 async def measure_guard() -> tuple[str, Agreement]:
     """(the fast path's precision, how it agrees with fp32) on the guard's full set."""
     guard = guard_set(GUARD_DOCUMENTS, GUARD_PASSAGES)
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    precision = "fp32"
-    for asked in ("fp32", "auto"):
-        provider = _local_model(asked)
-        await provider.load()
-        try:
-            chunks = await unit_vectors(provider, guard.chunks)
-            found[asked] = chunks, await unit_vectors(provider, guard.questions)
-            precision = provider.precision
-        finally:
-            await provider.close()
-    return precision, agreement(found["fp32"], found["auto"])
+    _, reference = await guard_vectors("fp32", guard)
+    precision, candidate = await guard_vectors("auto", guard)
+    return precision, agreement(reference, candidate)
 
 
 def report_guard(result: tuple[str, Agreement]) -> None:

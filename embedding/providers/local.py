@@ -6,11 +6,12 @@ where its files come from). Any directory holding `model.onnx` and `tokenizer.js
 configured as another model.
 
 Precision: where the CPU computes bf16 natively (AVX-512 BF16, AMX), `auto` runs the model
-in bf16, about twice as fast as fp32 on ~200-token chunks; elsewhere, and with `fp32`, in
-fp32, the same vectors as onnxruntime gives. tests/embedding/test_model_precision.py holds
-the bf16 vectors and search results to the fp32 ones (bench/worker_throughput.py, on more
-chunks, prints both speeds side by side). OpenVINO's dynamic int8 quantization of
-activations stays off: it moved vectors ten times further than bf16 for less speed.
+in bf16, about twice onnxruntime's fp32 speed on ~200-token chunks (1.5-1.8x OpenVINO's
+own fp32); elsewhere, and with `fp32`, in fp32, the same vectors as onnxruntime gives.
+tests/embedding/test_model_precision.py holds the bf16 vectors and search results to the
+fp32 ones (bench/worker_throughput.py, on more chunks, prints both speeds side by side).
+OpenVINO's dynamic int8 quantization of activations stays off: it moved vectors ten
+times further than bf16 for less speed.
 """
 
 from __future__ import annotations

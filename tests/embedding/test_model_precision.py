@@ -6,41 +6,22 @@ bench/worker_throughput.py runs the same guard on more than 1,000 chunks."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-import numpy as np
 import openvino as ov
 
-from embedding.providers.local import LocalOnnxProvider, cpu_precision
-from embedding.settings import ModelSpec
-from embedpipe.bundled_model import DEFAULT_MODEL
+from embedding.providers.local import cpu_precision
 from tests.support.model_quality import (
     MIN_COSINE,
     MIN_TOP_K_UNCHANGED,
     agreement,
     guard_set,
-    unit_vectors,
+    guard_vectors,
 )
 
 
-async def _vectors(
-    precision: Literal["auto", "fp32"], chunks: list[str], questions: list[str]
-) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
-    provider = LocalOnnxProvider(
-        ModelSpec(name=DEFAULT_MODEL, provider="local", precision=precision)
-    )
-    await provider.load()
-    try:
-        found = await unit_vectors(provider, chunks), await unit_vectors(provider, questions)
-        return provider.precision, found
-    finally:
-        await provider.close()
-
-
 async def test_the_fast_path_keeps_vectors_and_search_results() -> None:
-    guard = guard_set(documents=200, passages=100)
-    reference_precision, reference = await _vectors("fp32", guard.chunks, guard.questions)
-    chosen, candidate = await _vectors("auto", guard.chunks, guard.questions)
+    guard = guard_set(documents=200, extra=100)
+    reference_precision, reference = await guard_vectors("fp32", guard)
+    chosen, candidate = await guard_vectors("auto", guard)
     assert reference_precision == "fp32"
     # This machine's path: bf16 where OpenVINO says the CPU has it.
     has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

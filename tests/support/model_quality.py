@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from embedding.providers.local import LocalOnnxProvider
-from tests.support import stdlib_texts
-from tests.support.stdlib_texts import labelled_set
+from embedding.providers.local import LocalOnnxProvider, Precision
+from embedding.settings import ModelSpec
+from embedpipe.bundled_model import DEFAULT_MODEL
+from tests.support.stdlib_texts import labelled_set, passages
 
 MIN_COSINE = 0.99
 MIN_TOP_K_UNCHANGED = 0.95
@@ -34,13 +36,13 @@ class GuardSet:
 PASSAGE_WORDS = 80
 
 
-def guard_set(documents: int, passages: int) -> GuardSet:
-    """The first `documents` functions of the labelled set, their questions, and `passages`
-    RAG-sized chunks of library text around them."""
+def guard_set(documents: int, extra: int) -> GuardSet:
+    """The first `documents` functions of the labelled set, their questions, and `extra`
+    RAG-sized passages of library text around them."""
     labelled = labelled_set()
     chunks = list(labelled.documents.values())[:documents]
-    if passages:
-        chunks += stdlib_texts.passages(passages, PASSAGE_WORDS)
+    if extra:
+        chunks += passages(extra, PASSAGE_WORDS)
     return GuardSet(chunks, [query for query, _ in labelled.queries[:documents]])
 
 
@@ -58,6 +60,25 @@ async def unit_vectors(provider: LocalOnnxProvider, texts: Sequence[str]) -> np.
     return result
 
 
+GuardVectors = tuple[np.ndarray, np.ndarray]
+
+
+async def guard_vectors(
+    precision: Literal["auto", "fp32"], guard: GuardSet
+) -> tuple[Precision, GuardVectors]:
+    """(what the bundled model computed in, its unit vectors of the guard's chunks and of
+    its questions) when asked for `precision`."""
+    provider = LocalOnnxProvider(
+        ModelSpec(name=DEFAULT_MODEL, provider="local", precision=precision)
+    )
+    await provider.load()
+    try:
+        chunks = await unit_vectors(provider, guard.chunks)
+        return provider.precision, (chunks, await unit_vectors(provider, guard.questions))
+    finally:
+        await provider.close()
+
+
 @dataclass(frozen=True)
 class Agreement:
     chunks: int
@@ -67,19 +88,13 @@ class Agreement:
     #: Share of questions whose top-k results are the reference's.
     top_k_unchanged: float
 
-    @property
-    def passed(self) -> bool:
-        return self.min_cosine >= MIN_COSINE and self.top_k_unchanged >= MIN_TOP_K_UNCHANGED
-
 
 def _top_k(questions: np.ndarray, chunks: np.ndarray) -> list[frozenset[int]]:
     ranked = np.argsort(-(questions @ chunks.T), axis=1, kind="stable")[:, :TOP_K]
     return [frozenset(row.tolist()) for row in ranked]
 
 
-def agreement(
-    reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarray, np.ndarray]
-) -> Agreement:
+def agreement(reference: GuardVectors, candidate: GuardVectors) -> Agreement:
     """How close `candidate`'s (chunk vectors, question vectors) come to `reference`'s."""
     (ref_chunks, ref_questions), (chunks, questions) = reference, candidate
     cosines = np.sum(ref_chunks * chunks, axis=1)

@@ -38,11 +38,14 @@ def run(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 300,
+    log: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Runs `command`; if it fails, the message holds its output and the stack's `log`."""
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False
     )
-    assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}"
+    stack = f"\nthe stack's log ends:\n{log.read_text()[-6000:]}" if log else ""
+    assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}{stack}"
     return done
 
 
@@ -118,9 +121,9 @@ def test_the_wheel_runs_the_stack_from_a_fresh_venv_without_the_checkout(tmp_pat
         (docs / "ferries.md").write_text("# Ferries\n\nThe ferry to the island leaves at 7:40.")
         (docs / "bakery.md").write_text("# Bakery\n\nThe bakery sells rye bread on Fridays.")
         cli = [str(venv / "bin" / "embedpipe"), "--url", api]
-        run([*cli, "ingest", str(docs), "--collection", "town"], env=env, cwd=work)
+        run([*cli, "ingest", str(docs), "--collection", "town"], env=env, cwd=work, log=log)
         found = run([*cli, "--json", "search", "when does the boat leave", "--collection",
-                     "town", "--top-k", "1"], env=env, cwd=work)  # fmt: skip
+                     "town", "--top-k", "1"], env=env, cwd=work, log=log)  # fmt: skip
         (top,) = json.loads(found.stdout)["results"]
         assert "ferry" in top["text"]
         # The console's files are in the wheel too.

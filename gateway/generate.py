@@ -10,9 +10,11 @@ from aiohttp import web
 
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.http.proto_routes import ProtoRoute, rpc
+from gateway.metrics import METRICS
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 
 SERVICE = pb.DESCRIPTOR.services_by_name["EmbeddingService"]
+GENERATE = rpc(SERVICE, "GenerateEmbeddings")
 #: Errors of routes that read a JSON body and call the embedding server.
 BODY_ERRORS = (400, 401, 413, 415, 429, 503, 504)
 #: The OpenAPI parameter of the caller's time budget (gateway/openapi.py).
@@ -23,15 +25,16 @@ async def generate_embeddings(
     request: web.Request, message: pb.GenerateEmbeddingsRequest
 ) -> pb.GenerateEmbeddingsResponse:
     """Accept an embedding job; its vectors arrive later as a callback on `callback_queue`."""
-    reply: pb.GenerateEmbeddingsResponse = await request.app[EMBEDDING].GenerateEmbeddings(
+    call = request.app[EMBEDDING].GenerateEmbeddings(
         message, timeout=deadline_s(request), metadata=forwarded_identity(request)
     )
+    reply: pb.GenerateEmbeddingsResponse = await request.app[METRICS].timed(GENERATE, call)
     return reply
 
 
 ROUTES = (
     ProtoRoute(
-        "POST", "/api/v1/embeddings/generate", rpc(SERVICE, "GenerateEmbeddings"),
+        "POST", "/api/v1/embeddings/generate", GENERATE,
         generate_embeddings, status=202, tag="embeddings",
         required=(
             "document_id", "collection_id", "tenant_id", "chunks", "chunks.chunk_id",

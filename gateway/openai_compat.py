@@ -17,8 +17,10 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.http.errors import HttpError
 from embedpipe.http.json_body import read_json
 from embedpipe.violations import FieldViolation
+from gateway.metrics import METRICS
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 
+_METHODS = pb.DESCRIPTOR.services_by_name["EmbeddingService"].methods_by_name
 ENCODINGS = ("float", "base64")
 MAX_DIMENSIONS = 65_536
 
@@ -72,9 +74,10 @@ def _encode(values: Any, encoding: str) -> list[float] | str:
 async def create_embeddings(request: web.Request) -> web.Response:
     """`POST /v1/embeddings` in OpenAI's shape."""
     message, encoding = parse_embeddings_request(await read_json(request))
-    reply = await request.app[EMBEDDING].Embed(
+    call = request.app[EMBEDDING].Embed(
         message, timeout=deadline_s(request), metadata=forwarded_identity(request)
     )
+    reply = await request.app[METRICS].timed(_METHODS["Embed"], call)
     return web.json_response(
         {
             "object": "list",
@@ -93,9 +96,10 @@ async def create_embeddings(request: web.Request) -> web.Response:
 
 async def list_models(request: web.Request) -> web.Response:
     """`GET /v1/models` in OpenAI's shape."""
-    reply = await request.app[EMBEDDING].ListModels(
+    call = request.app[EMBEDDING].ListModels(
         pb.ListModelsRequest(), timeout=deadline_s(request), metadata=forwarded_identity(request)
     )
+    reply = await request.app[METRICS].timed(_METHODS["ListModels"], call)
     return web.json_response(
         {
             "object": "list",

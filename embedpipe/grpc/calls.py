@@ -1,8 +1,14 @@
-"""What our client interceptors read of the call they intercept."""
+"""The names of gRPC calls, as a client sees them."""
 
 from __future__ import annotations
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
+
+
+def full_method_name(method: MethodDescriptor) -> str:
+    """`/pkg.Service/Method`: the method as gRPC names it on the wire."""
+    return f"/{method.containing_service.full_name}/{method.name}"
 
 
 def method_name(details: grpc.aio.ClientCallDetails) -> str:

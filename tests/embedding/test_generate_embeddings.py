@@ -85,6 +85,25 @@ async def test_the_same_request_twice_is_one_job_and_one_callback(
     assert await redis.brpop([CALLBACK_QUEUE], timeout=1) is None
 
 
+async def test_calls_at_once_are_each_accepted_once_and_retries_among_them_find_their_job(
+    stub: pb_grpc.EmbeddingServiceAsyncStub, redis: aioredis.Redis
+) -> None:
+    """Calls in flight together are accepted in groups (embedding/jobs.py); each job is
+    still stored once, and a retry sent alongside its original gets the same job."""
+    tasks = [f"task-{n}" for n in range(30)] + [f"task-{n}" for n in range(0, 30, 3)]
+    replies = await asyncio.gather(
+        *(stub.GenerateEmbeddings(seed_request(task_id=task)) for task in tasks)
+    )
+    job_of: dict[str, set[str]] = {}
+    for task, reply in zip(tasks, replies, strict=True):
+        assert reply.task_id == task
+        job_of.setdefault(task, set()).add(reply.job_id)
+    assert all(len(jobs) == 1 for jobs in job_of.values())
+    assert len({job for jobs in job_of.values() for job in jobs}) == 30
+    assert sum(reply.deduplicated for reply in replies) == 10
+    assert await redis.xlen(EmbeddingKeys().jobs) == 30
+
+
 async def test_parts_of_one_document_under_one_task_are_separate_jobs(
     stub: pb_grpc.EmbeddingServiceAsyncStub, worker: EmbeddingWorker, redis: aioredis.Redis
 ) -> None:

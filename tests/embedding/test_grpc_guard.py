@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -99,6 +100,19 @@ async def test_a_full_backlog_refuses_new_jobs_with_retry_after(
             seed_request(task_id="t0"), metadata=key_of("tenant-a")
         )
         assert again.deduplicated
+        # Calls at once, accepted together: the bound holds for each of them.
+        many = await asyncio.gather(
+            *(
+                stub.GenerateEmbeddings(seed_request(task_id=task), metadata=key_of("tenant-a"))
+                for task in ("t0", "t1", "t11", "t12")
+            ),
+            return_exceptions=True,
+        )
+        assert [r.deduplicated for r in many[:2] if not isinstance(r, BaseException)] == [True] * 2
+        assert all(
+            isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.UNAVAILABLE
+            for r in many[2:]
+        )
         gateway = GatewaySettings(embedding_target=f"127.0.0.1:{server.port}")
         async with serving_gateway(gateway) as url:
             payload = {

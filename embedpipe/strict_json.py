@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from embedpipe.text_safety import text_problem
@@ -26,16 +25,25 @@ MAX_DEPTH = 32
 #: Integers beyond 64 bits are refused: no field of ours holds one, and protobuf can't.
 MAX_INTEGER = 2**64 - 1
 #: Where a number out of range could be: an exponent of three digits, or 21 digits in a row
-#: (an integer past 64 bits; a mantissa that overflows needs 309). The digit run is looked
-#: for with every digit turned into "#": two passes in C, where a regex takes ten times as
-#: long over a vector of floats.
-_BIG_EXPONENT = re.compile(r"[eE][-+]?[0-9]{3}")
-_DIGITS_AS_HASH = str.maketrans("0123456789", "#" * 10)
-_LONG_DIGIT_RUN = "#" * 21
+#: (an integer past 64 bits; a mantissa that overflows needs 309). Both are looked for in
+#: the UTF-8 bytes with every digit turned into "#": one translation and a few substring
+#: searches in C, where a regular expression took 13 µs over a 1.3 kB request (every
+#: letter e a start) and ten times as long over a vector of floats.
+_DIGITS_AS_HASH = bytes.maketrans(b"0123456789", b"#" * 10)
+_LONG_DIGIT_RUN = b"#" * 21
+_BIG_EXPONENTS = tuple(e + sign + b"###" for e in (b"e", b"E") for sign in (b"", b"+", b"-"))
 
 
 class StrictJsonError(ValueError):
     """A JSON text refused, and why (a phrase naming the problem)."""
+
+
+def _numbers_risky(raw: bytes) -> bool:
+    """Whether the JSON in `raw` may hold a number out of range (then each is checked)."""
+    masked = raw.translate(_DIGITS_AS_HASH)
+    if b"###" not in masked:  # most requests: no three digits in a row, no search more
+        return False
+    return _LONG_DIGIT_RUN in masked or any(marker in masked for marker in _BIG_EXPONENTS)
 
 
 def _constant(name: str) -> float:
@@ -101,8 +109,8 @@ def loads(
     else:
         text = raw
         surrogates_possible = True
-    risky = check_numbers and (
-        _BIG_EXPONENT.search(text) or _LONG_DIGIT_RUN in text.translate(_DIGITS_AS_HASH)
+    risky = check_numbers and _numbers_risky(
+        raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
     )
     try:
         if risky:

@@ -92,6 +92,7 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("huge integer", b'{"a": 1' + b"0" * 400 + b"}", "out of range"),
     ("5000-digit integer", b'{"a": ' + b"9" * 5000 + b"}", "out of range"),
     ("number past a double", b'{"a": 1e999}', "out of range"),
+    ("past a double, as E+", b'{"a": [1, -2.5E+308]}', "out of range"),
     ("NaN", b'{"a": NaN}', "NaN"),
     ("Infinity", b'{"a": -Infinity}', "Infinity"),
     ("duplicate keys", b'{"a": 1, "a": 2}', "appears twice"),

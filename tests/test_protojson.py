@@ -5,13 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from google.protobuf.message import Message
 
+from embedpipe.embedding.v1 import callback_pb2, queue_service_pb2
 from embedpipe.embedding.v1 import embedding_service_pb2 as embedding_pb
 from embedpipe.ingestion.v1 import ingestion_service_pb2 as pb
 from embedpipe.ingestion.v1 import resources_pb2
-from embedpipe.protojson import JsonFieldError, from_json, struct_of, to_json
+from embedpipe.protojson import (
+    JsonFieldError,
+    _flat_plan,
+    canonical_json,
+    from_json,
+    struct_of,
+    to_json,
+)
 
 CHUNKS = [{"chunk_id": "d:0", "text": "Some text.", "metadata": {"page": 1, "tags": ["a"]}}]
 
@@ -24,6 +32,49 @@ def test_every_field_is_written_unset_ones_null_whole_numbers_whole() -> None:
     collection = resources_pb2.Collection(metadata=struct_of({"year": 2024, "ratio": 0.5}))
     metadata = to_json(collection)["metadata"]
     assert metadata == {"year": 2024, "ratio": 0.5} and isinstance(metadata["year"], int)
+
+
+def our_messages() -> list[type[Message]]:
+    """Every message type of our protos, nested ones too."""
+    found: list[type[Message]] = []
+    pending = [
+        descriptor
+        for module in (embedding_pb, pb, resources_pb2, callback_pb2, queue_service_pb2)
+        for descriptor in module.DESCRIPTOR.message_types_by_name.values()
+    ]
+    while pending:
+        descriptor = pending.pop()
+        pending += descriptor.nested_types
+        if not descriptor.GetOptions().map_entry:
+            found.append(message_factory.GetMessageClass(descriptor))
+    return found
+
+
+def filled(message_type: type[Message]) -> Message:
+    """A message with every scalar and time field set to a value that is not its default."""
+    message = message_type()
+    for field in message.DESCRIPTOR.fields:
+        if field.is_repeated or (field.message_type and field.message_type.name != "Timestamp"):
+            continue
+        if field.message_type is not None:
+            getattr(message, field.name).FromMilliseconds(1_733_333_333_123)
+        elif field.type == field.TYPE_STRING:
+            setattr(message, field.name, f"{field.name} ✓")
+        elif field.type == field.TYPE_BOOL:
+            setattr(message, field.name, True)
+        elif field.cpp_type in (field.CPPTYPE_INT32, field.CPPTYPE_UINT32):
+            setattr(message, field.name, 7)
+    return message
+
+
+def test_the_fast_form_of_flat_messages_is_json_formats_form() -> None:
+    """to_json reads flat messages field by field; each reads as json_format (and
+    `_complete`) write it, set or unset, and the fast form covers the accept's reply."""
+    flat = [m for m in our_messages() if _flat_plan(m.DESCRIPTOR) is not None]
+    assert embedding_pb.GenerateEmbeddingsResponse in flat
+    for message_type in our_messages():
+        for message in (message_type(), filled(message_type)):
+            assert to_json(message) == canonical_json(message), message_type
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The one mapping of `EmbeddingError` to gRPC statuses.
 
-The server's `ErrorInterceptor` (embedpipe/grpc/errors.py) applies it: bad fields travel
+The server's `ErrorLayer` (embedpipe/grpc/errors.py) applies it: bad fields travel
 as google.rpc.BadRequest details, waits as `retry-after` metadata.
 """
 

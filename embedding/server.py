@@ -31,10 +31,11 @@ from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
 from embedpipe.embedding.v1 import queue_service_pb2_grpc as queue_grpc
-from embedpipe.grpc.errors import ErrorInterceptor
-from embedpipe.grpc.guard import GuardInterceptor, TenantFrom
+from embedpipe.grpc.errors import ErrorLayer
+from embedpipe.grpc.guard import GuardLayer, TenantFrom
 from embedpipe.grpc.health import follow_readiness
-from embedpipe.grpc.tracing import tracing_interceptors
+from embedpipe.grpc.layers import LayeredServer
+from embedpipe.grpc.tracing import tracing_layers
 from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect
@@ -52,7 +53,7 @@ Context = grpc.aio.ServicerContext[object, object]
 
 
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
-    """Translates RPCs into calls on the core; errors are mapped by ErrorInterceptor."""
+    """Translates RPCs into calls on the core; errors are mapped by ErrorLayer."""
 
     def __init__(
         self,
@@ -235,19 +236,22 @@ async def create_server(
     if not settings.keys.enabled:
         log.warning("no API keys configured (EMBEDPIPE_API_KEYS): authentication is OFF")
     limit = settings.grpc_max_message_bytes
-    server = grpc.aio.server(
-        # The error interceptor is outermost, so it also maps the guard's refusals.
-        interceptors=[
-            *tracing_interceptors(),
-            ErrorInterceptor(translate),
-            GuardInterceptor(SERVICE_NAME, settings.keys, limiter, tenant_from=TenantFrom.REQUEST),
-        ],
+    raw_server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
         ],
     )
     metrics = ProcessMetrics()
+    # The error layer is outside the guard, so it also maps the guard's refusals.
+    server = LayeredServer(
+        raw_server,
+        [
+            *tracing_layers(),
+            ErrorLayer(translate),
+            GuardLayer(SERVICE_NAME, settings.keys, limiter, tenant_from=TenantFrom.REQUEST),
+        ],
+    )
     pb_grpc.add_EmbeddingServiceServicer_to_server(
         EmbeddingServicer(
             settings, registry, queue, ServerMetrics(metrics, queue, registry.served())
@@ -260,7 +264,8 @@ async def create_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, QUEUE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, QUEUE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     if port == 0:

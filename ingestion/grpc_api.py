@@ -18,10 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from embedpipe.grpc.errors import ErrorInterceptor, RpcError
-from embedpipe.grpc.guard import GuardInterceptor, TenantFrom, current_tenant
+from embedpipe.grpc.errors import ErrorLayer, RpcError
+from embedpipe.grpc.guard import GuardLayer, TenantFrom, current_tenant
 from embedpipe.grpc.health import follow_readiness
-from embedpipe.grpc.tracing import tracing_interceptors
+from embedpipe.grpc.layers import LayeredServer
+from embedpipe.grpc.tracing import tracing_layers
 from embedpipe.ingestion.v1 import ingestion_service_pb2 as pb
 from embedpipe.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 from embedpipe.violations import FieldViolation
@@ -204,18 +205,18 @@ class IngestionGrpcServer:
 async def create_grpc_server(backends: Backends) -> IngestionGrpcServer:
     """Build (not start) the server, bound to the settings' gRPC address (port 0: any)."""
     settings = backends.settings
-    guard = GuardInterceptor(
+    guard = GuardLayer(
         SERVICE_NAME, settings.keys, backends.limiter,
         tenant_from=TenantFrom.KEY, tenant_without_keys=DEFAULT_TENANT,
     )  # fmt: skip
-    server = grpc.aio.server(
-        # The error interceptor is outermost, so it also maps the guard's refusals.
-        interceptors=[*tracing_interceptors(), ErrorInterceptor(translate), guard],
+    raw_server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
+    # The error layer is outside the guard, so it also maps the guard's refusals.
+    server = LayeredServer(raw_server, [*tracing_layers(), ErrorLayer(translate), guard])
     pb_grpc.add_IngestionServiceServicer_to_server(IngestionServicer(backends), server)
     health_servicer = health.aio.HealthServicer()
     for name in ("", SERVICE_NAME):

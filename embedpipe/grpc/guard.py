@@ -29,7 +29,8 @@ from embedpipe.auth import (
     KeyStore,
     key_from_headers,
 )
-from embedpipe.grpc.errors import Context, RpcError, WrapInterceptor
+from embedpipe.grpc.errors import RpcError
+from embedpipe.grpc.layers import Context, Layer
 from embedpipe.rate_limit import OverLimitError, RateLimiter
 from embedpipe.redis_conn import RETRYABLE_ERRORS
 
@@ -49,7 +50,7 @@ class TenantFrom(Enum):
     KEY = "key"
 
 
-class GuardInterceptor(WrapInterceptor):
+class GuardLayer(Layer):
     """Authenticates, finds the call's tenant, rate-limits it."""
 
     def __init__(
@@ -62,7 +63,6 @@ class GuardInterceptor(WrapInterceptor):
         tenant_without_keys: str = ANONYMOUS,
         public: Collection[str] = (),
     ) -> None:
-        super().__init__()
         self.prefix = f"/{service_name}/"
         self.keys = keys
         self.limiter = limiter

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from embedpipe import tracing
 from embedpipe.grpc.calls import method_name
-from embedpipe.grpc.errors import Context, WrapInterceptor
+from embedpipe.grpc.layers import Context, Layer
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -27,7 +27,7 @@ def _span_name(method: str) -> str:
     return method.removeprefix("/")
 
 
-class TracingInterceptor(WrapInterceptor):
+class TracingLayer(Layer):
     """A server span around every call of our services."""
 
     def applies_to(self, method: str) -> bool:
@@ -43,9 +43,9 @@ class TracingInterceptor(WrapInterceptor):
         )
 
 
-def tracing_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """`[TracingInterceptor()]` when tracing is on, else nothing (no cost per call)."""
-    return [TracingInterceptor()] if tracing.enabled() else []
+def tracing_layers() -> list[Layer]:
+    """`[TracingLayer()]` when tracing is on, else nothing (no cost per call)."""
+    return [TracingLayer()] if tracing.enabled() else []
 
 
 def client_tracing_interceptors() -> list[grpc.aio.ClientInterceptor]:

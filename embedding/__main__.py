@@ -14,6 +14,12 @@ settings exit 2.
 
 from __future__ import annotations
 
+import os
+
+from embedpipe.grpc_engine import GRPC_EXPERIMENTS
+
+os.environ.setdefault("GRPC_EXPERIMENTS", GRPC_EXPERIMENTS)  # before gRPC loads
+
 import argparse
 import asyncio
 import logging

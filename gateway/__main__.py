@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-# Before gRPC loads, which reads it once: the gateway's calls go through gRPC's own
-# polling, not its EventEngine threads, whose hand-offs cost the gateway 50 µs of CPU per
-# accepted job of 550 (`make bench-gateway`, 2026-12-04). A value set by the user wins.
-os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client")
+from embedpipe.grpc_engine import GRPC_EXPERIMENTS
+
+os.environ.setdefault("GRPC_EXPERIMENTS", GRPC_EXPERIMENTS)  # before gRPC loads
 
 import logging
 import sys

@@ -93,8 +93,10 @@ return pushed
 
 #: What a caller refused for a full backlog is told to wait.
 BACKLOG_RETRY_AFTER_S = 5.0
-#: The most jobs one script call accepts; more waiting go in the next call.
+#: The most jobs, and bytes of requests, one script call accepts; more waiting go in the
+#: next call.
 MAX_JOBS_PER_CALL = 64
+MAX_BYTES_PER_CALL = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -242,14 +244,31 @@ class JobQueue:
         return AcceptedJob(job_id, int(accepted_ms), deduplicated=not created)
 
     async def _commit_offered(self) -> None:
-        """Send the offered jobs, a group per script call, until none is left."""
+        """Send the offered jobs, a group per script call, until none is left; if this task
+        is cancelled (the server stops), the calls still waiting are cancelled too."""
         try:
             while self._offered:
-                group = self._offered[:MAX_JOBS_PER_CALL]
-                del self._offered[:MAX_JOBS_PER_CALL]
-                await self._commit(group)
+                await self._commit(self._next_group())
+        except asyncio.CancelledError:
+            for job in self._offered:
+                job.answer.cancel()
+            self._offered.clear()
+            raise
         finally:
             self._committer = None
+
+    def _next_group(self) -> list[_Offered]:
+        """The oldest offered jobs, at most MAX_JOBS_PER_CALL and MAX_BYTES_PER_CALL of
+        requests (a larger job goes alone)."""
+        group: list[_Offered] = []
+        size = 0
+        for job in self._offered[:MAX_JOBS_PER_CALL]:
+            size += len(job.args[1])
+            if group and size > MAX_BYTES_PER_CALL:
+                break
+            group.append(job)
+        del self._offered[: len(group)]
+        return group
 
     async def _commit(self, group: list[_Offered]) -> None:
         """One script call for `group`; each caller gets its answer, or the error."""
@@ -260,6 +279,10 @@ class JobQueue:
             replies = await self._enqueue(
                 keys=[self.keys.jobs, *(job.dedupe_key for job in group)], args=args
             )
+        except asyncio.CancelledError:
+            for job in group:
+                job.answer.cancel()
+            raise
         except Exception as exc:  # every caller is answered; none waits forever
             error: Exception = exc
             if isinstance(exc, RETRYABLE_ERRORS):

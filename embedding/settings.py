@@ -42,7 +42,7 @@ class ModelSpec:
     dimensions: Annotated[int, Field(ge=0)] = 0
     max_input_tokens: Annotated[int, Field(ge=1)] = MAX_INPUT_TOKENS
     #: local: `auto` computes in bf16 where the CPU does so natively, else fp32; `fp32` always.
-    precision: Literal["auto", "fp32"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     #: Largest number of inputs per provider call.
     max_batch_size: Annotated[int, Field(ge=1)] = 32
     #: openai: the upstream's model name (defaults to `name`), endpoint and key variable.

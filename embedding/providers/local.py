@@ -5,9 +5,13 @@ The bundled default is all-MiniLM-L6-v2 with int8 weights (embedpipe/bundled_mod
 where its files come from). Any directory holding `model.onnx` and `tokenizer.json` can be
 configured as another model.
 
-Precision: where the CPU computes bf16 natively (AVX-512 BF16, AMX), `auto` runs the model
-in bf16, about twice onnxruntime's fp32 speed on ~200-token chunks (1.5-1.8x OpenVINO's
-own fp32); elsewhere, and with `fp32`, in fp32, the same vectors as onnxruntime gives.
+Precision: where the CPU computes bf16 natively (AVX-512 BF16, AMX), `auto` compiles the
+model in fp32 and in bf16, times one run of each at load and keeps bf16 only if it is at
+least `BF16_MIN_SPEEDUP` faster. Which wins depends on the CPU, not only on its flags: on
+one of this project's 2-core machines bf16 ran 1.7x OpenVINO's fp32 (twice onnxruntime's)
+on ~200-token chunks, on another, with the same flags and AVX-512 FP16 besides, 0.6x (its
+fp32 as fast as the first one's bf16). `fp32` always runs fp32, the same vectors as
+onnxruntime gives; `bf16` always runs bf16 where the CPU has it.
 tests/embedding/test_model_precision.py holds the bf16 vectors and search results to the
 fp32 ones (bench/worker_throughput.py, on more chunks, prints both speeds side by side).
 OpenVINO's dynamic int8 quantization of activations stays off: it moved vectors ten
@@ -18,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -39,9 +44,56 @@ log = logging.getLogger(__name__)
 Precision = Literal["bf16", "fp32"]
 
 
-def cpu_precision(requested: str, capabilities: Sequence[str]) -> Precision:
-    """What a model runs in: bf16 when asked for `auto` and the CPU computes it natively."""
-    return "bf16" if requested == "auto" and "BF16" in capabilities else "fp32"
+#: How much faster than fp32 bf16 must run at load for `auto` to keep it (its vectors
+#: differ a little from the reference: not for a speed within the noise).
+BF16_MIN_SPEEDUP = 1.1
+#: The run timed at load: a typical run of a batch (MAX_TOKENS_PER_RUN tokens).
+PROBE_SHAPE = (8, 128)
+
+
+def candidate_precisions(requested: str, capabilities: Sequence[str]) -> tuple[Precision, ...]:
+    """What a model may run in: bf16 only where the CPU computes it natively (and not when
+    asked for `fp32`); `auto` times both."""
+    if requested == "fp32" or "BF16" not in capabilities:
+        return ("fp32",)
+    return ("bf16",) if requested == "bf16" else ("fp32", "bf16")
+
+
+def faster_precision(seconds: Mapping[Precision, float]) -> Precision:
+    """bf16 if it ran `BF16_MIN_SPEEDUP` times as fast as fp32, else fp32."""
+    if "bf16" not in seconds:
+        return "fp32"
+    if "fp32" not in seconds or seconds["fp32"] >= BF16_MIN_SPEEDUP * seconds["bf16"]:
+        return "bf16"
+    return "fp32"
+
+
+def _probe_seconds(compiled: ov.CompiledModel, input_names: frozenset[str]) -> float:
+    """The best of three timed runs of PROBE_SHAPE, after one untimed."""
+    ids = np.full(PROBE_SHAPE, 1000, dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    if "token_type_ids" in input_names:
+        feeds["token_type_ids"] = np.zeros_like(ids)
+    request = compiled.create_infer_request()
+    request.infer(feeds)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        request.infer(feeds)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _compile(core: ov.Core, model: ov.Model, precision: Precision) -> ov.CompiledModel:
+    return core.compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+        },
+    )
 
 
 def model_files(spec: ModelSpec) -> tuple[Path, Path]:
@@ -110,18 +162,22 @@ class LocalOnnxProvider:
         pad_id = encoder.token_to_id("[PAD]")
         core = ov.Core()
         model = core.read_model(str(model_path))
-        precision = cpu_precision(
+        input_names = frozenset(i.any_name for i in model.inputs)
+        candidates = candidate_precisions(
             self.spec.precision, core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         )
-        compiled = core.compile_model(
-            model,
-            "CPU",
-            {
-                "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                "PERFORMANCE_HINT": "LATENCY",
-                "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
-            },
-        )
+        precision = candidates[0]
+        if len(candidates) > 1:
+            # One compiled model at a time: two at once stayed in the worker's memory.
+            seconds = {p: _probe_seconds(_compile(core, model, p), input_names) for p in candidates}
+            precision = faster_precision(seconds)
+            log.info(
+                "precision timed model=%s %s chosen=%s",
+                self.spec.name,
+                " ".join(f"{p}_ms={s * 1000:.1f}" for p, s in seconds.items()),
+                precision,
+            )
+        compiled = _compile(core, model, precision)
         hidden_shape = model.output(0).get_partial_shape()
         output_dim = hidden_shape[hidden_shape.rank.get_length() - 1]
         if output_dim.is_static:
@@ -137,7 +193,7 @@ class LocalOnnxProvider:
                 ErrorCode.NOT_READY,
                 f"model {self.spec.name!r}: set 'dimensions', the graph does not fix it",
             )
-        self._input_names = frozenset(i.any_name for i in model.inputs)
+        self._input_names = input_names
         self._counter, self._encoder = counter, encoder
         self._pad_id = 0 if pad_id is None else pad_id
         self._request, self._precision = compiled.create_infer_request(), precision
@@ -213,7 +269,8 @@ class LocalOnnxProvider:
 MAX_TOKENS_PER_RUN = 1024
 #: Runs are padded to a multiple of this many tokens: OpenVINO keeps kernels and buffers
 #: per input shape, and every width its own cost 130 MB more over batches of all sizes.
-#: With both, batches of every size took at most 310 MB in all, at the same speed.
+#: With both, batches of every size took at most 310 MB in all under bf16, at the same
+#: speed; fp32's larger intermediates reach about 400 MB on RAG-sized chunks.
 WIDTH_STEP = 16
 
 

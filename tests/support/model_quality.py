@@ -64,7 +64,7 @@ GuardVectors = tuple[np.ndarray, np.ndarray]
 
 
 async def guard_vectors(
-    precision: Literal["auto", "fp32"], guard: GuardSet
+    precision: Literal["auto", "fp32", "bf16"], guard: GuardSet
 ) -> tuple[Precision, GuardVectors]:
     """(what the bundled model computed in, its unit vectors of the guard's chunks and of
     its questions) when asked for `precision`."""

@@ -265,12 +265,12 @@ class LocalOnnxProvider:
 
 #: Tokens (rows x the longest row) one model run takes at most. A run's intermediate
 #: tensors grow with it (attention with the square of the length): 32 texts of 256 tokens
-#: in one run took 330 MB beside the model's 206 MB.
-MAX_TOKENS_PER_RUN = 1024
+#: in one run took 330 MB beside the model's 206 MB. In fp32 (twice bf16's intermediates),
+#: 1,024 tokens a run peaked at 391 MB on RAG-sized chunks, 512 at 311 MB, at the same
+#: speed for RAG-sized and short chunks alike (2026-12-04).
+MAX_TOKENS_PER_RUN = 512
 #: Runs are padded to a multiple of this many tokens: OpenVINO keeps kernels and buffers
 #: per input shape, and every width its own cost 130 MB more over batches of all sizes.
-#: With both, batches of every size took at most 310 MB in all under bf16, at the same
-#: speed; fp32's larger intermediates reach about 400 MB on RAG-sized chunks.
 WIDTH_STEP = 16
 
 

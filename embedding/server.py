@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from embedding.core import embed_texts
+from embedding.errors import EmbeddingError, ErrorCode
 from embedding.grpc_errors import translate
 from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
 QUEUE_SERVICE_NAME = queue_pb.DESCRIPTOR.services_by_name["QueueService"].full_name
 HEALTH_INTERVAL_S = 2.0
+#: What a caller of ListModels is told to wait while the models load.
+MODELS_LOADING_RETRY_S = 1.0
 #: The status of every job GenerateEmbeddings answers for.
 ACCEPTED = "accepted"
 
@@ -129,6 +132,13 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: Context
     ) -> pb.ListModelsResponse:
+        if not self.registry.healthy():
+            # A model not loaded yet has no dimensions to tell (0): a caller would store that.
+            raise EmbeddingError(
+                ErrorCode.NOT_READY,
+                "the models are still loading; retry shortly",
+                retry_after_s=MODELS_LOADING_RETRY_S,
+            )
         return pb.ListModelsResponse(
             models=[
                 pb.ModelInfo(

@@ -110,6 +110,9 @@ def test_the_wheel_runs_the_stack_from_a_fresh_venv_without_the_checkout(tmp_pat
         )  # fmt: skip
     try:
         api = f"http://127.0.0.1:{ports['INGESTION_PORT']}"
+        # Ready as the banner says it: the gateway's readiness is the embedding server's
+        # (its models loaded), the ingestion API's its own.
+        wait_ready(f"http://127.0.0.1:{ports['GATEWAY_PORT']}/readyz", stack, log)
         wait_ready(api + "/readyz", stack, log)
         children = psutil.Process(stack.pid).children(recursive=True)
         assert len(children) >= 6, children  # Redis, PostgreSQL and the services

@@ -29,6 +29,12 @@ async def model_info(backends: Backends, model: str) -> embedding_pb.ModelInfo:
     except grpc.aio.AioRpcError as exc:
         raise embedding_failure(exc) from None
     for info in reply.models:
+        if info.name == model and info.dimensions <= 0:  # not loaded yet: nothing to store
+            raise IngestionError(
+                IngestionErrorCode.UNAVAILABLE,
+                f"model {model[:64]!r} is still loading; retry shortly",
+                retry_after_s=1,
+            )
         if info.name == model:
             return info
     served = ", ".join(m.name for m in reply.models)

@@ -10,8 +10,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from embedding.providers.local import LocalOnnxProvider
+from embedding.providers.registry import ProviderRegistry
 from embedding.server import create_server
-from embedding.settings import EmbeddingSettings
+from embedding.settings import EmbeddingSettings, ModelSpec
+from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from embedpipe.redis_server import RedisServer, free_port
@@ -42,6 +45,28 @@ async def test_not_serving_until_redis_answers(tmp_path: Path) -> None:
             with RedisServer(tmp_path / "redis", port=redis_port, appendonly=False):
                 await wait_serving(channel, timeout_s=15)
                 assert await _status(channel) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(0.5)
+
+
+async def test_a_model_not_loaded_is_not_listed_with_zero_dimensions(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Until its models are loaded the server answers ListModels UNAVAILABLE with a wait,
+    not a model of 0 dimensions (the ingestion API stored that in a collection, once)."""
+    missing = ModelSpec(name=DEFAULT_MODEL, provider="local", path=str(tmp_path / "nowhere"))
+    settings = EmbeddingSettings(redis_url=redis_server.url, grpc_port=0)
+    registry = ProviderRegistry({DEFAULT_MODEL: LocalOnnxProvider(missing)}, DEFAULT_MODEL)
+    server, port = await create_server(settings, registry=registry)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await pb_grpc.EmbeddingServiceStub(channel).ListModels(pb.ListModelsRequest())
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "still loading" in (caught.value.details() or "")
+            trailing = dict(caught.value.trailing_metadata() or ())
+            assert trailing.get("retry-after") == "1"
     finally:
         await server.stop(0.5)
 

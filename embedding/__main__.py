@@ -48,12 +48,14 @@ async def run_worker(settings: EmbeddingSettings) -> None:
     from embedding.worker import EmbeddingWorker
 
     registry = ProviderRegistry.from_settings(settings)
-    await registry.load_all()
     redis = connect(settings.redis_url, longest_block_s=settings.worker.block_ms / 1000)
-    stop = stop_on_signals()
     metrics = ProcessMetrics()
     try:
+        # Served while the model loads too (seconds: it times two precisions), so a scrape
+        # right after the stack is up finds every worker.
         async with serving_metrics(metrics, settings.metrics):
+            await registry.load_all()
+            stop = stop_on_signals()
             await EmbeddingWorker(settings, registry, redis, metrics).run(stop)
     finally:
         await registry.close_all()

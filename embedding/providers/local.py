@@ -48,7 +48,7 @@ Precision = Literal["bf16", "fp32"]
 #: differ a little from the reference: not for a speed within the noise).
 BF16_MIN_SPEEDUP = 1.1
 #: The run timed at load: a typical run of a batch (MAX_TOKENS_PER_RUN tokens).
-PROBE_SHAPE = (8, 128)
+PROBE_SHAPE = (4, 128)
 
 
 def candidate_precisions(requested: str, capabilities: Sequence[str]) -> tuple[Precision, ...]:

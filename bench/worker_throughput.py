@@ -52,7 +52,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -63,7 +62,7 @@ from embedding.jobs import JobQueue
 from embedding.keys import EmbeddingKeys
 from embedding.providers.base import Vectors
 from embedding.providers.local import LocalOnnxProvider
-from embedding.settings import EmbeddingSettings, ModelSpec
+from embedding.settings import EmbeddingSettings, ModelSpec, PrecisionSetting
 from embedpipe import bundled_model
 from embedpipe.bundled_model import DEFAULT_MODEL, MAX_INPUT_TOKENS
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
@@ -183,7 +182,7 @@ async def measure_raw(
     texts: Sequence[str],
     warmup: Sequence[str],
     repeats: int,
-    precision: Literal["auto", "fp32", "bf16"],
+    precision: PrecisionSetting,
 ) -> RawRun:
     """Best chunks/s of the in-process model over `repeats` runs."""
     provider = LocalOnnxProvider(

@@ -27,6 +27,10 @@ ProviderKind = Literal["local", "openai"]
 DEFAULT_CALLBACK_QUEUE_PATTERN = r"[a-z][a-z0-9_-]{0,63}:callbacks:[A-Za-z0-9_.{}-]{1,128}"
 
 
+#: What a local model is asked to compute in (embedding/providers/local.py).
+PrecisionSetting = Literal["auto", "fp32", "bf16"]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of the model registry: a served name and how to run it."""
@@ -42,7 +46,7 @@ class ModelSpec:
     dimensions: Annotated[int, Field(ge=0)] = 0
     max_input_tokens: Annotated[int, Field(ge=1)] = MAX_INPUT_TOKENS
     #: local: `auto` computes in bf16 where the CPU does so natively, else fp32; `fp32` always.
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: PrecisionSetting = "auto"
     #: Largest number of inputs per provider call.
     max_batch_size: Annotated[int, Field(ge=1)] = 32
     #: openai: the upstream's model name (defaults to `name`), endpoint and key variable.

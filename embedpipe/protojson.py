@@ -111,17 +111,10 @@ def canonical_json(message: Message) -> dict[str, Any]:
 
 #: Scalars whose JSON form is their Python value (64-bit integers are strings in JSON,
 #: floats may be "NaN", bytes base64, enums names).
-_FLAT_SCALARS = frozenset(
-    {
-        FieldDescriptor.TYPE_STRING,
-        FieldDescriptor.TYPE_BOOL,
-        FieldDescriptor.TYPE_INT32,
-        FieldDescriptor.TYPE_SINT32,
-        FieldDescriptor.TYPE_SFIXED32,
-        FieldDescriptor.TYPE_UINT32,
-        FieldDescriptor.TYPE_FIXED32,
-    }
-)
+_FLAT_SCALARS = _CONSTRUCTIBLE_SCALARS | {
+    FieldDescriptor.TYPE_SFIXED32,
+    FieldDescriptor.TYPE_FIXED32,
+}
 _TIMESTAMP = "google.protobuf.Timestamp"
 
 

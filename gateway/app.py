@@ -15,7 +15,7 @@ from embedpipe.http.access_log import KeyRedactingAccessLogger
 from embedpipe.http.auth import api_key_middleware
 from embedpipe.http.metrics import add_metrics_route, metrics_middleware
 from embedpipe.http.probes import PROBE_PATHS, Check, NotReadyError, add_probe_routes
-from embedpipe.http.proto_routes import add_proto_routes
+from embedpipe.http.proto_routes import add_proto_routes, rpc
 from embedpipe.http.tracing import middlewares_if_tracing
 from gateway.errors import gateway_errors
 from gateway.generate import ROUTES
@@ -49,7 +49,7 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
     await channel.close()
 
 
-HEALTH_CHECK = health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"]
+HEALTH_CHECK = rpc(health_pb2.DESCRIPTOR.services_by_name["Health"], "Check")
 #: Routes that need no key, on purpose: probes, metrics and the API description.
 PUBLIC_PATHS = PROBE_PATHS | {"/metrics", "/openapi.json"}
 

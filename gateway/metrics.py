@@ -27,6 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from embedpipe.embedding.v1 import queue_service_pb2 as queue_pb
 from embedpipe.grpc.calls import full_method_name
+from embedpipe.http.proto_routes import rpc
 from embedpipe.metrics import LATENCY_BUCKETS, ProcessMetrics
 from gateway.upstream import QUEUE
 
@@ -35,9 +36,7 @@ log = logging.getLogger(__name__)
 _Reply = TypeVar("_Reply")
 
 QUEUE_DEPTH_TIMEOUT_S = 1.0
-GET_QUEUE_STATS = queue_pb.DESCRIPTOR.services_by_name["QueueService"].methods_by_name[
-    "GetQueueStats"
-]
+GET_QUEUE_STATS = rpc(queue_pb.DESCRIPTOR.services_by_name["QueueService"], "GetQueueStats")
 
 
 class GatewayMetrics:

@@ -16,11 +16,13 @@ from aiohttp import web
 from embedpipe.embedding.v1 import embedding_service_pb2 as pb
 from embedpipe.http.errors import HttpError
 from embedpipe.http.json_body import read_json
+from embedpipe.http.proto_routes import rpc
 from embedpipe.violations import FieldViolation
 from gateway.metrics import METRICS
 from gateway.upstream import EMBEDDING, deadline_s, forwarded_identity
 
-_METHODS = pb.DESCRIPTOR.services_by_name["EmbeddingService"].methods_by_name
+_SERVICE = pb.DESCRIPTOR.services_by_name["EmbeddingService"]
+EMBED, LIST_MODELS = rpc(_SERVICE, "Embed"), rpc(_SERVICE, "ListModels")
 ENCODINGS = ("float", "base64")
 MAX_DIMENSIONS = 65_536
 
@@ -77,7 +79,7 @@ async def create_embeddings(request: web.Request) -> web.Response:
     call = request.app[EMBEDDING].Embed(
         message, timeout=deadline_s(request), metadata=forwarded_identity(request)
     )
-    reply = await request.app[METRICS].timed(_METHODS["Embed"], call)
+    reply = await request.app[METRICS].timed(EMBED, call)
     return web.json_response(
         {
             "object": "list",
@@ -99,7 +101,7 @@ async def list_models(request: web.Request) -> web.Response:
     call = request.app[EMBEDDING].ListModels(
         pb.ListModelsRequest(), timeout=deadline_s(request), metadata=forwarded_identity(request)
     )
-    reply = await request.app[METRICS].timed(_METHODS["ListModels"], call)
+    reply = await request.app[METRICS].timed(LIST_MODELS, call)
     return web.json_response(
         {
             "object": "list",

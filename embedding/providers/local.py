@@ -71,9 +71,7 @@ def faster_precision(seconds: Mapping[Precision, float]) -> Precision:
 def _probe_seconds(compiled: ov.CompiledModel, input_names: frozenset[str]) -> float:
     """The best of three timed runs of PROBE_SHAPE, after one untimed."""
     ids = np.full(PROBE_SHAPE, 1000, dtype=np.int64)
-    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    if "token_type_ids" in input_names:
-        feeds["token_type_ids"] = np.zeros_like(ids)
+    feeds = _feeds(ids, np.ones_like(ids), input_names)
     request = compiled.create_infer_request()
     request.infer(feeds)
     best = float("inf")
@@ -82,6 +80,16 @@ def _probe_seconds(compiled: ov.CompiledModel, input_names: frozenset[str]) -> f
         request.infer(feeds)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _feeds(
+    ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64], input_names: frozenset[str]
+) -> dict[str, npt.NDArray[np.int64]]:
+    """A run's inputs: BERT's token types (all 0) where the graph takes them."""
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in input_names:
+        feeds["token_type_ids"] = np.zeros_like(ids)
+    return feeds
 
 
 def _compile(core: ov.Core, model: ov.Model, precision: Precision) -> ov.CompiledModel:
@@ -251,10 +259,7 @@ class LocalOnnxProvider:
             for row, index in enumerate(part):
                 ids[row, : lengths[index]] = encodings[index].ids
                 mask[row, : lengths[index]] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._input_names:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            hidden = self._request.infer(feeds)[0]
+            hidden = self._request.infer(_feeds(ids, mask, self._input_names))[0]
             vectors[part] = _mean_pool(np.asarray(hidden, dtype=np.float32), mask)
         return EmbedOutput(vectors, sum(lengths))
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from embedding.providers.local import LocalOnnxProvider, Precision
-from embedding.settings import ModelSpec
+from embedding.settings import ModelSpec, PrecisionSetting
 from embedpipe.bundled_model import DEFAULT_MODEL
 from tests.support.stdlib_texts import labelled_set, passages
 
@@ -64,7 +63,7 @@ GuardVectors = tuple[np.ndarray, np.ndarray]
 
 
 async def guard_vectors(
-    precision: Literal["auto", "fp32", "bf16"], guard: GuardSet
+    precision: PrecisionSetting, guard: GuardSet
 ) -> tuple[Precision, GuardVectors]:
     """(what the bundled model computed in, its unit vectors of the guard's chunks and of
     its questions) when asked for `precision`."""

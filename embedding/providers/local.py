@@ -59,6 +59,11 @@ def candidate_precisions(requested: str, capabilities: Sequence[str]) -> tuple[P
     return ("bf16",) if requested == "bf16" else ("fp32", "bf16")
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16, AMX), as OpenVINO sees it."""
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def faster_precision(seconds: Mapping[Precision, float]) -> Precision:
     """bf16 if it ran `BF16_MIN_SPEEDUP` times as fast as fp32, else fp32."""
     if "bf16" not in seconds:

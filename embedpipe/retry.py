@@ -23,8 +23,10 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
+    stop_before_delay,
     stop_never,
 )
+from tenacity.stop import stop_base
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RetryPolicy:
     """At most `max_attempts` tries (None: until it works); waits grow from `base_s` to
-    `max_s`, each a random 50-100% of its step so that clients spread out."""
+    `max_s`, each a random 50-100% of its step so that clients spread out. With
+    `give_up_after_s`, no wait reaches past that many seconds after the first try."""
 
     max_attempts: int | None = 6
     base_s: float = 0.5
     max_s: float = 30.0
+    give_up_after_s: float | None = None
 
     def delay_s(self, attempt: int, retry_after_s: float | None = None) -> float:
         """How long to wait after failed attempt number `attempt` (1-based). A server's
@@ -86,10 +90,15 @@ def _requested_wait(state: RetryCallState) -> float | None:
 
 
 def retrying(
-    policy: RetryPolicy, *, retry_if: Callable[[BaseException], bool], what: str
+    policy: RetryPolicy,
+    *,
+    retry_if: Callable[[BaseException], bool],
+    what: str,
+    notify: Callable[[BaseException, float], None] | None = None,
 ) -> AsyncRetrying:
     """Tenacity's loop with `policy`, retrying while `retry_if(exception)`; the last
-    exception is raised as it is when the attempts run out.
+    exception is raised as it is when the attempts run out. Each retry is logged, or told
+    to `notify(exception, seconds until the next try)` instead (a CLI's line for its user).
 
         async for attempt in retrying(policy, retry_if=..., what="..."):
             with attempt:
@@ -101,6 +110,9 @@ def retrying(
 
     def before_sleep(state: RetryCallState) -> None:
         exception = state.outcome.exception() if state.outcome is not None else None
+        if notify is not None and exception is not None:
+            notify(exception, state.upcoming_sleep)
+            return
         log.warning(
             "retrying what=%s attempt=%d/%s delay_s=%.2f error=%s",
             what,
@@ -110,7 +122,11 @@ def retrying(
             exception,
         )
 
-    stop = stop_never if policy.max_attempts is None else stop_after_attempt(policy.max_attempts)
+    stop: stop_base = (
+        stop_never if policy.max_attempts is None else stop_after_attempt(policy.max_attempts)
+    )
+    if policy.give_up_after_s is not None:
+        stop = stop | stop_before_delay(policy.give_up_after_s)
     return AsyncRetrying(
         retry=retry_if_exception(retry_if),
         stop=stop,

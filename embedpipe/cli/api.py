@@ -2,24 +2,32 @@
 
 Where the API is and which key to use (flags, then the environment, then the dev key that
 `make up` keeps), and one JSON call that turns every failure into a `CliError` with a
-one-line message: the stack not running, a refused key, something not found.
+one-line message: the stack not running, a refused key, something not found. An API that
+says "not now" (503 while the models load or a dependency is down, 429) is waited for as
+it asks, with a line on stderr each time, for up to a minute.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 
 from embedpipe.data_dir import data_dir
+from embedpipe.retry import RetryPolicy, retry_after_s, retrying
 
 DEFAULT_URL = "http://127.0.0.1:8090"
 API_PREFIX = "/api/v1"
 #: Items asked for per page of a list (the API's largest page).
 LIST_PAGE_SIZE = 1000
 DEV_KEY_FILE = "dev-api-key"
+#: Answers that mean "retry later": nothing was done, the same call may succeed.
+BUSY_STATUSES = frozenset({429, 503})
+#: Waiting out a busy API: its Retry-After, else backoff up to 5 s; at most a minute.
+BUSY_RETRY = RetryPolicy(max_attempts=None, base_s=0.5, max_s=5.0, give_up_after_s=60.0)
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 KEY_HINT = (
     "pass one with --api-key KEY or EMBEDPIPE_API_KEY (embedpipe up keeps its dev key in "
@@ -40,11 +48,25 @@ class ApiError(CliError):
     """The API answered with an error status: `code` and `detail` are its own words,
     `message` the line for the user."""
 
-    def __init__(self, status: int, code: str, detail: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        message: str,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.detail = detail
+        #: The wait the API asked for (its Retry-After), if any.
+        self.retry_after_s = retry_after_s
+
+    @property
+    def busy(self) -> bool:
+        """Whether the API asked to be called again later."""
+        return self.status in BUSY_STATUSES
 
 
 def default_url(env: Mapping[str, str]) -> str:
@@ -75,7 +97,13 @@ def _error_parts(body: object) -> tuple[str, str, str]:
     return str(error.get("status") or ""), str(error.get("message") or ""), field
 
 
-def _api_error(status: int, body: object, api_key: str | None, url: str) -> ApiError:
+def _api_error(
+    status: int,
+    body: object,
+    api_key: str | None,
+    url: str,
+    retry_after: float | None = None,
+) -> ApiError:
     """The error to raise for an error answer from `url`; 401 and 404 get messages of their
     own (a 404 names what was not found, or says the URL is not the ingestion API)."""
     code, detail, field = _error_parts(body)
@@ -90,16 +118,32 @@ def _api_error(status: int, body: object, api_key: str | None, url: str) -> ApiE
     else:
         where = f"{field}: " if field else ""
         message = f"the API answered {status} {code}: {where}{detail or 'no details'}"
-    return ApiError(status, code or str(status), detail, message)
+    return ApiError(status, code or str(status), detail, message, retry_after)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.busy
+
+
+def _tell_waiting(exc: BaseException, delay_s: float) -> None:
+    reason = exc.message if isinstance(exc, CliError) else str(exc)
+    print(f"embedpipe: {reason} (trying again in {delay_s:.1f} s)", file=sys.stderr, flush=True)
 
 
 class ApiClient:
     """JSON calls to one ingestion API with one key; every failure is a `CliError`."""
 
-    def __init__(self, url: str, api_key: str | None, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        session: aiohttp.ClientSession,
+        busy_retry: RetryPolicy = BUSY_RETRY,
+    ) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.session = session
+        self.busy_retry = busy_retry
 
     @property
     def headers(self) -> dict[str, str]:
@@ -110,8 +154,27 @@ class ApiClient:
             f"cannot reach the embedpipe API at {self.url} — is the stack up? (make up)"
         )
 
-    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """`method` on `/api/v1{path}`; the decoded JSON body (None for 204)."""
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        form: Callable[[], aiohttp.FormData] | None = None,
+    ) -> Any:
+        """`method` on `/api/v1{path}` with a JSON body, or a multipart one that `form`
+        builds (once per try); the decoded JSON body (None for 204). A busy API is called
+        again as `busy_retry` says."""
+        async for attempt in retrying(
+            self.busy_retry, retry_if=_is_busy, what=f"{method} {path}", notify=_tell_waiting
+        ):
+            with attempt:
+                data = form() if form is not None else None
+                return await self._call_once(method, path, json=json, params=params, data=data)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _call_once(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             async with self.session.request(
                 method, f"{self.url}{API_PREFIX}{path}", headers=self.headers, **kwargs
@@ -144,7 +207,13 @@ class ApiClient:
         except ValueError:
             body = None
         if response.status >= 400:
-            raise _api_error(response.status, body, self.api_key, str(response.url))
+            raise _api_error(
+                response.status,
+                body,
+                self.api_key,
+                str(response.url),
+                retry_after_s(response.headers),
+            )
         if body is None:
             raise CliError(
                 f"{self.url} answered {response.status} without JSON; "

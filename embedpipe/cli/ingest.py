@@ -121,11 +121,15 @@ async def _upload(client: ApiClient, tracker: Tracker, state: TaskState, collect
     except OSError as exc:
         tracker.refused(state, "UNREADABLE", exc.strerror or str(exc))
         return
-    form = aiohttp.FormData()
-    form.add_field("file", data, filename=source.path.name, content_type=source.content_type)
-    form.add_field("document_id", source.document_id)
+
+    def form() -> aiohttp.FormData:
+        built = aiohttp.FormData()
+        built.add_field("file", data, filename=source.path.name, content_type=source.content_type)
+        built.add_field("document_id", source.document_id)
+        return built
+
     try:
-        answer = await client.call("POST", f"{collection_path(collection)}/documents", data=form)
+        answer = await client.call("POST", f"{collection_path(collection)}/documents", form=form)
     except ApiError as exc:
         if exc.status in (401, 404):
             raise

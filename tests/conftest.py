@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
-from embedding.server import EmbeddingServer, create_server
+from embedding.server import EmbeddingServer
 from embedding.settings import (
     EmbeddingSettings,
     Limits,
@@ -39,6 +39,7 @@ from tests.support.services import (
     serving_embedding,
     serving_gateway,
     serving_ingestion,
+    started_server,
     wait_serving,
 )
 from tests.support.tenants import TENANT_KEYS
@@ -103,10 +104,8 @@ async def server(
     settings: EmbeddingSettings, local_provider: LocalOnnxProvider, redis: aioredis.Redis
 ) -> AsyncIterator[EmbeddingServer]:
     registry = ProviderRegistry({DEFAULT_MODEL: local_provider}, DEFAULT_MODEL)
-    built, _port = await create_server(settings, registry=registry)
-    await built.start()
-    yield built
-    await built.stop(0.5)
+    async with started_server(settings, registry) as built:
+        yield built
 
 
 @pytest.fixture

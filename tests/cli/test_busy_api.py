@@ -18,13 +18,14 @@ import redis.asyncio as aioredis
 from embedding.providers.base import EmbedOutput
 from embedding.providers.local import LocalOnnxProvider
 from embedding.providers.registry import ProviderRegistry
-from embedding.server import EmbeddingServer, create_server
+from embedding.server import EmbeddingServer
 from embedding.settings import EmbeddingSettings
 from embedpipe.bundled_model import DEFAULT_MODEL
 from embedpipe.cli import commands
 from embedpipe.cli.api import ApiClient, ApiError
 from embedpipe.retry import RetryPolicy
 from tests.support.ingestion_calls import HANDBOOK
+from tests.support.services import started_server
 from tests.support.tenants import TENANT_KEYS
 
 KEY = TENANT_KEYS["tenant-a"]
@@ -80,10 +81,8 @@ async def auth_server(
 ) -> AsyncIterator[EmbeddingServer]:
     """The API chain's embedding server, started but not waited for: it is loading."""
     registry = ProviderRegistry({DEFAULT_MODEL: loading_model}, DEFAULT_MODEL)
-    server, _port = await create_server(auth_settings, registry=registry)
-    await server.start()
-    yield server
-    await server.stop(0.5)
+    async with started_server(auth_settings, registry) as server:
+        yield server
 
 
 async def test_a_client_gives_up_when_its_wait_runs_out(

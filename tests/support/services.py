@@ -75,19 +75,30 @@ async def serving_embedding(
 
 
 @contextlib.asynccontextmanager
+async def started_server(
+    settings: EmbeddingSettings, registry: ProviderRegistry
+) -> AsyncIterator[EmbeddingServer]:
+    """An embedding server on `settings` serving the models of `registry`, started (not
+    waited for: it may still be loading them); stopped on exit."""
+    server, _port = await create_server(settings, registry=registry)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(0.5)
+
+
+@contextlib.asynccontextmanager
 async def serving_models(
     settings: EmbeddingSettings, registry: ProviderRegistry
 ) -> AsyncIterator[tuple[EmbeddingServer, grpc.aio.Channel]]:
-    """An embedding server on `settings` serving the models of `registry`, once it says
-    SERVING; yields it and a channel to it, and stops it on exit."""
-    server, port = await create_server(settings, registry=registry)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await wait_serving(channel)
-            yield server, channel
-    finally:
-        await server.stop(0.5)
+    """`started_server`, once it says SERVING; yields it and a channel to it."""
+    async with (
+        started_server(settings, registry) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        await wait_serving(channel)
+        yield server, channel
 
 
 @contextlib.asynccontextmanager

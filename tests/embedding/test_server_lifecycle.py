@@ -81,8 +81,9 @@ async def test_sigterm_finishes_calls_in_flight_then_exits(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await wait_serving(channel, timeout_s=60)
             stub = pb_grpc.EmbeddingServiceStub(channel)
-            # Big enough to still be running when the signal lands.
-            texts = [" ".join(SENTENCES) * 3] * 128
+            # Big enough to still be running when the signal lands, on a fast model too:
+            # about 100,000 tokens, 5 s here in bf16 (128 texts took 1.6 s), within the grace.
+            texts = [" ".join(SENTENCES) * 3] * 384
             request = pb.EmbedRequest(inputs=texts, truncate=True)
 
             async def call() -> pb.EmbedResponse:
@@ -93,7 +94,7 @@ async def test_sigterm_finishes_calls_in_flight_then_exits(
             assert not in_flight.done()
             process.send_signal(signal.SIGTERM)
             reply = await in_flight
-            assert len(reply.embeddings) == 128
+            assert len(reply.embeddings) == len(texts)
         assert await asyncio.to_thread(process.wait, 20) == 0
     finally:
         process.kill()

@@ -356,7 +356,12 @@ class SizeResult:
 
 
 def measure_size(
-    name: str, count: int, words: int, args: argparse.Namespace, python: Path | None
+    name: str,
+    count: int,
+    words: int,
+    args: argparse.Namespace,
+    python: Path | None,
+    bf16: bool,
 ) -> SizeResult:
     texts = make_chunks(count, words)
     warmup = make_chunks(64, words, seed=SEED + 1)
@@ -364,7 +369,7 @@ def measure_size(
     raw_fp32 = asyncio.run(measure_raw(texts, warmup, args.repeats, "fp32"))
     gc.collect()
     raw_bf16 = None
-    if cpu_computes_bf16():
+    if bf16:
         raw_bf16 = asyncio.run(measure_raw(texts, warmup, args.repeats, "bf16"))
         gc.collect()
     raw = asyncio.run(measure_raw(texts, warmup, args.repeats, "auto"))
@@ -475,12 +480,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no fastembed environment at {python} (make bench makes it): fastembed skipped")
         python = None
     print(f"{args.jobs} jobs a size, best of {args.repeats}, {os.cpu_count()} CPUs", flush=True)
+    bf16 = cpu_computes_bf16()
     results = [
-        measure_size("short chunks", args.chunks, SHORT_WORDS, args, python),
-        measure_size(RAG_SIZED, args.rag_chunks, RAG_WORDS, args, python),
+        measure_size("short chunks", args.chunks, SHORT_WORDS, args, python, bf16),
+        measure_size(RAG_SIZED, args.rag_chunks, RAG_WORDS, args, python, bf16),
     ]
     whole = [report_size(result) for result in results]
-    if cpu_computes_bf16():
+    if bf16:
         report_guard(asyncio.run(measure_guard()))
     else:
         print("\nquality guard: no native bf16 on this CPU; every path runs fp32, the reference")

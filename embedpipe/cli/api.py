@@ -63,11 +63,6 @@ class ApiError(CliError):
         #: The wait the API asked for (its Retry-After), if any.
         self.retry_after_s = retry_after_s
 
-    @property
-    def busy(self) -> bool:
-        """Whether the API asked to be called again later."""
-        return self.status in BUSY_STATUSES
-
 
 def default_url(env: Mapping[str, str]) -> str:
     """`EMBEDPIPE_URL`, else the local stack's ingestion API."""
@@ -122,12 +117,12 @@ def _api_error(
 
 
 def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, ApiError) and exc.busy
+    """Whether the API asked to be called again later."""
+    return isinstance(exc, ApiError) and exc.status in BUSY_STATUSES
 
 
 def _tell_waiting(exc: BaseException, delay_s: float) -> None:
-    reason = exc.message if isinstance(exc, CliError) else str(exc)
-    print(f"embedpipe: {reason} (trying again in {delay_s:.1f} s)", file=sys.stderr, flush=True)
+    print(f"embedpipe: {exc} (trying again in {delay_s:.1f} s)", file=sys.stderr, flush=True)
 
 
 class ApiClient:

@@ -135,7 +135,10 @@ def drive(driver: WebDriver, url: str, key: str, upload_dir: Path) -> None:
         steps.find(
             f'#tasks li[data-status="completed"] progress[aria-label="{name} 100%"][value="100"]'
         )
-    steps.find("#documents tbody tr:nth-child(2)")  # the list refreshed once both ended
+    # The list refreshed once both ended (the upload's own refresh may show them processing).
+    steps.wait.until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#documents td.status-completed")) == 2
+    )
     assert len(driver.find_elements(By.CSS_SELECTOR, "#documents tbody tr")) == 2
     steps.shot("completed")
 

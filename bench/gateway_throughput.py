@@ -47,6 +47,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,7 @@ async def open_loop(
     first_measured = round(warmup_s * rate)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=OPEN_LOOP_MAX_CONNECTIONS)
+    cpu_start, wall_start = time.process_time(), time.monotonic()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         loop = asyncio.get_running_loop()
 
@@ -181,6 +183,7 @@ async def open_loop(
         "max_ms": (latencies[-1] if latencies else 0.0) * 1000,
         "lag_p99_ms": percentile(lags, 99) * 1000,
         "statuses": dict(statuses),
+        "cpus_busy": (time.process_time() - cpu_start) / (time.monotonic() - wall_start),
     }
 
 
@@ -419,6 +422,8 @@ class OpenLoopResult:
     max_ms: float
     lag_p99_ms: float
     statuses: dict[str, int]
+    #: The generator's own CPU time per second of its run: it shares the CPUs with the servers.
+    cpus_busy: float
 
     @property
     def not_accepted(self) -> int:
@@ -501,9 +506,9 @@ def print_report(
             target = report.against(f"p99 <= {P99_TARGET_MS:.0f} ms", o.p99_ms <= P99_TARGET_MS)
         rows.append(
             (name, f"{o.send_rate:10.1f}", f"{o.p50_ms:7.2f}", f"{o.p99_ms:7.2f}",
-             f"{o.not_accepted:7}", target)
+             f"{o.not_accepted:7}", f"{o.cpus_busy:14.2f}", target)
         )  # fmt: skip
-    report.table(rows, ("", "sent/s", "p50 ms", "p99 ms", "not 202", "target"))
+    report.table(rows, ("", "sent/s", "p50 ms", "p99 ms", "not 202", "generator CPUs", "target"))
     for name, o in fixed:
         refused = {k: v for k, v in o.statuses.items() if k != "202"}
         if refused:

@@ -37,6 +37,7 @@ from embedpipe.grpc.guard import GuardLayer, TenantFrom
 from embedpipe.grpc.health import follow_readiness
 from embedpipe.grpc.layers import LayeredServer
 from embedpipe.grpc.tracing import tracing_layers
+from embedpipe.heap import freeze_started_heap
 from embedpipe.metrics import ProcessMetrics, serving_metrics
 from embedpipe.rate_limit import RateLimiter
 from embedpipe.redis_conn import connect
@@ -290,6 +291,7 @@ async def serve(settings: EmbeddingSettings) -> None:
     """Run a server until SIGTERM or SIGINT."""
     server, _port = await create_server(settings)
     await server.start()
+    freeze_started_heap()
     async with serving_metrics(server.metrics, settings.metrics):
         await stop_on_signals().wait()
         log.info("stopping embedding server grace_s=%.1f", settings.grace_s)

@@ -14,6 +14,7 @@ import sys
 from aiohttp import web
 
 from embedpipe.envconfig import settings_or_exit
+from embedpipe.heap import freeze_heap_once_started
 from embedpipe.logs import configure_logging
 from embedpipe.tracing import traced_process
 from gateway.app import create_app
@@ -32,7 +33,7 @@ def main() -> int:
     # aiohttp's runner handles SIGTERM/SIGINT: stop accepting, finish requests, clean up.
     with traced_process("embedpipe-gateway"):
         web.run_app(
-            create_app(settings),
+            freeze_heap_once_started(create_app(settings)),
             host=settings.host,
             port=settings.port,
             access_log=None,

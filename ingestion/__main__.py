@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from embedpipe.envconfig import settings_or_exit
+from embedpipe.heap import freeze_heap_once_started
 from embedpipe.logs import configure_logging
 from embedpipe.signals import stop_on_signals
 from embedpipe.tracing import traced_process
@@ -39,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "api":
             log.info("ingestion api starting host=%s port=%d", settings.host, settings.port)
+            app = freeze_heap_once_started(create_app(settings))
             with traced_process("embedpipe-ingestion-api"):
                 web.run_app(
-                    create_app(settings), host=settings.host, port=settings.port,
+                    app, host=settings.host, port=settings.port,
                     access_log=None, print=None, shutdown_timeout=10,
                 )  # fmt: skip
         else:

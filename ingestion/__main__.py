@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "api":
             log.info("ingestion api starting host=%s port=%d", settings.host, settings.port)
-            app = freeze_heap_once_started(create_app(settings))
+            # Tracing first: create_app adds its tracing middleware only when tracing is on.
             with traced_process("embedpipe-ingestion-api"):
                 web.run_app(
-                    app, host=settings.host, port=settings.port,
+                    freeze_heap_once_started(create_app(settings)),
+                    host=settings.host, port=settings.port,
                     access_log=None, print=None, shutdown_timeout=10,
                 )  # fmt: skip
         else:
